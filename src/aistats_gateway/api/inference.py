@@ -1,0 +1,210 @@
+"""``POST /v1/chat/completions`` and ``POST /v1/responses``: the inference request path.
+
+auth (memory) → parse → plan → reserve (memory) → attempt loop over candidates → reply,
+settle, and queue the usage record; no database round trip anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..api.errors import GatewayError, error_response
+from ..formats.sse import SSEDecoder
+from ..ids import new_generation_id
+from ..money import nanos_to_usd
+from ..pipeline.exchanges import Context, Exchange, StreamTranslator, choose_exchange
+from ..pipeline.generation import Attempt, Generation, estimate_usage
+from ..pipeline.request import InferenceRequest, parse_inference_request
+from ..pipeline.routing import Candidate, Plan
+from ..pipeline.upstream_errors import to_gateway_error
+from ..providers.base import UpstreamFailure, UpstreamReply
+from ..state import AppState
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _reservation_amount(plan: Plan, request: InferenceRequest, body_bytes: int) -> int:
+    """Worst case over every candidate, so failover can never cost more than was held."""
+    worst = 0
+    for candidate in plan.candidates:
+        route = candidate.route
+        max_output = request.max_output_tokens or route.max_output_tokens
+        max_input = min(body_bytes, route.context_length)
+        worst = max(worst, route.price.worst_case(max_input, max_output))
+    return worst
+
+
+class InferenceEndpoint:
+    """The handler shared by the chat and responses surfaces (``surface`` picks the format)."""
+
+    def __init__(self, state: AppState, surface: str) -> None:
+        self._state = state
+        self._surface = surface
+
+    def _headers(self, generation: Generation) -> dict[str, str]:
+        headers = {"x-generation-id": generation.id, "x-aistats-attempts": str(len(generation.attempts))}
+        if generation.provider:
+            headers["x-aistats-provider"] = generation.provider
+        return headers
+
+    async def handle(self, request: Request) -> Response:
+        state = self._state
+        generation = Generation(new_generation_id(), self._surface, None, state.wallets, state.writer)
+        try:
+            generation.principal = state.keys.authenticate(request.headers)
+            raw = await request.body()
+            parsed = parse_inference_request(raw, self._surface)
+            generation.model_id = parsed.model_id
+            generation.streamed = parsed.stream
+            plan = state.router.plan(parsed.model_id)
+            generation.price = plan.candidates[0].route.price
+            generation.reservation = state.wallets.reserve(
+                generation.principal.workspace_id, _reservation_amount(plan, parsed, len(raw))
+            )
+            ctx = Context(generation.id, parsed.model_id, generation.created, parsed.body, parsed.wants_usage)
+            return await self._attempts(generation, plan, parsed, ctx, len(raw))
+        except GatewayError as error:
+            generation.close("failed", error=f"{error.reason}: {error.message}")
+            return error_response(error, generation.id)
+
+    async def _attempts(
+        self, generation: Generation, plan: Plan, parsed: InferenceRequest, ctx: Context, body_bytes: int
+    ) -> Response:
+        last_failure: UpstreamFailure | None = None
+        for candidate in plan.candidates:
+            exchange = choose_exchange(self._surface, candidate.provider.native_formats)
+            upstream_body = exchange.upstream_body(parsed.body, candidate.route.model, parsed.stream)
+            generation.provider = candidate.provider.config.name
+            generation.upstream_model = candidate.route.model
+            generation.price = candidate.route.price
+            started = time.perf_counter()
+            try:
+                reply = await candidate.provider.send(exchange.upstream_format, upstream_body, stream=parsed.stream)
+                if parsed.stream:
+                    response = await self._open_stream(generation, exchange, reply, ctx, body_bytes)
+                else:
+                    response = await self._complete(generation, exchange, reply, ctx, body_bytes)
+            except UpstreamFailure as failure:
+                self._note_attempt(generation, candidate, started, type(failure).__name__)
+                last_failure = failure
+                if failure.retryable:
+                    continue
+                break
+            self._note_attempt(generation, candidate, started, "ok")
+            return response
+        assert last_failure is not None
+        raise to_gateway_error(last_failure)
+
+    @staticmethod
+    def _note_attempt(generation: Generation, candidate: Candidate, started: float, outcome: str) -> None:
+        latency = round((time.perf_counter() - started) * 1000)
+        generation.attempts.append(
+            Attempt(candidate.provider.config.name, candidate.route.model, outcome, latency)
+        )
+
+    async def _complete(
+        self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
+    ) -> Response:
+        try:
+            data = await reply.read()
+        finally:
+            reply.release()
+        generation.mark_first_byte()
+        completed = exchange.read(data, ctx)
+        usage, note = completed.usage, None
+        if usage is None:
+            usage, note = estimate_usage(body_bytes, len(data)), "usage not reported by the provider; estimated"
+        cost = generation.cost_of(usage)
+        payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
+        status = "incomplete" if completed.finish_reason in ("length", "max_output_tokens") else "completed"
+        generation.close(status, usage=usage, cost=cost, finish_reason=completed.finish_reason, error=note)
+        return Response(payload, media_type="application/json", headers=self._headers(generation))
+
+    async def _open_stream(
+        self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
+    ) -> Response:
+        """Read until the first client frame exists, so failures before it can still fail over."""
+        translator = exchange.translator(ctx)
+        decoder = SSEDecoder()
+        chunks = reply.chunks.__aiter__()
+        first: list[bytes] = translator.start()
+        produced = False
+        try:
+            while not produced:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    raise UpstreamFailure(
+                        generation.provider or "provider", "the stream ended before any event"
+                    ) from None
+                for event in decoder.feed(chunk):
+                    frames = translator.feed(event)
+                    produced = produced or bool(frames)
+                    first.extend(frames)
+        except BaseException:
+            reply.release()
+            raise
+        generation.mark_first_byte()
+        body = self._relay(generation, translator, decoder, chunks, reply, first, body_bytes)
+        return StreamingResponse(
+            body, media_type="text/event-stream", headers={**SSE_HEADERS, **self._headers(generation)}
+        )
+
+    async def _relay(
+        self,
+        generation: Generation,
+        translator: StreamTranslator,
+        decoder: SSEDecoder,
+        chunks: AsyncIterator[bytes],
+        reply: UpstreamReply,
+        first: list[bytes],
+        body_bytes: int,
+    ) -> AsyncIterator[bytes]:
+        """Relay the rest of the stream event by event; settle and record however it ends."""
+        try:
+            for frame in first:
+                yield frame
+            async for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    for frame in translator.feed(event):
+                        yield frame
+            for event in decoder.flush():
+                for frame in translator.feed(event):
+                    yield frame
+            usage, note = translator.usage, None
+            if usage is None:
+                usage, note = estimate_usage(body_bytes, 0), "usage not reported by the provider; estimated"
+            cost = generation.cost_of(usage)
+            final = translator.finish(nanos_to_usd(cost))
+            status = "incomplete" if translator.finish_reason in ("length", "max_output_tokens") else "completed"
+            generation.close(status, usage=usage, cost=cost, finish_reason=translator.finish_reason, error=note)
+            for frame in final:
+                yield frame
+        except (UpstreamFailure, GatewayError) as exc:
+            error = to_gateway_error(exc) if isinstance(exc, UpstreamFailure) else exc
+            usage = translator.usage
+            generation.close(
+                "failed",
+                usage=usage,
+                cost=generation.cost_of(usage) if usage else 0,
+                finish_reason=translator.finish_reason,
+                error=f"{error.reason}: {error.message}",
+            )
+            for frame in translator.fail(error):
+                yield frame
+        finally:
+            reply.release()
+            if not generation.closed:  # the client went away mid-stream
+                usage = translator.usage
+                generation.close(
+                    "cancelled",
+                    usage=usage,
+                    cost=generation.cost_of(usage) if usage else 0,
+                    finish_reason=translator.finish_reason,
+                    error="client disconnected",
+                )
+

@@ -1,0 +1,115 @@
+"""Assembles the ASGI app: routes, and a lifespan that owns the database, pools and writer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .api.account import AccountEndpoints
+from .api.errors import GatewayError, error_response
+from .api.health import HealthEndpoint
+from .api.inference import InferenceEndpoint
+from .api.models import ModelsEndpoints
+from .bootstrap import prepare_database
+from .catalog import load_catalog
+from .ids import new_generation_id
+from .keys import load_or_create_pepper
+from .pipeline.auth import KeyCache
+from .pipeline.billing import WalletBook
+from .pipeline.refresher import FlushTrackingStore, StateRefresher
+from .pipeline.routing import Router
+from .providers import build_providers
+from .providers.http import UpstreamClient
+from .settings import Settings, load_settings
+from .state import AppState
+from .store.db import create_engine
+from .store.repositories import Store
+from .store.writer import BatchedWriter
+
+log = logging.getLogger(__name__)
+
+_HTTP_REASONS = {404: "not_found_error", 405: "validation_error"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reason = _HTTP_REASONS.get(exc.status_code, "validation_error")
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return error_response(GatewayError(reason, message, status=exc.status_code), new_generation_id())
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
+    return error_response(error, new_generation_id())
+
+
+def build_state(settings: Settings) -> tuple[AppState, StateRefresher]:
+    """Everything the request path needs, wired explicitly (started by the lifespan)."""
+    catalog = load_catalog(settings)
+    upstream = UpstreamClient()
+    providers = build_providers(settings.providers, upstream)
+    store = Store(create_engine(settings.database_url))
+    wallets = WalletBook()
+    keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
+    writer = BatchedWriter(FlushTrackingStore(store, wallets), on_flushed=wallets.flushed)
+    state = AppState(
+        settings=settings,
+        catalog=catalog,
+        router=Router(catalog, providers),
+        store=store,
+        writer=writer,
+        keys=keys,
+        wallets=wallets,
+        upstream=upstream,
+        started_at=time.monotonic(),
+    )
+    return state, StateRefresher(store, keys, wallets)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The gateway ASGI app; ``settings`` default to the config file and environment."""
+    settings = settings or load_settings()
+    state, refresher = build_state(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prepare_database(state.store, state.keys.pepper, issue_key=False)
+        await refresher.refresh()
+        await state.upstream.start()
+        state.writer.start()
+        refresher.start()
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            await refresher.stop()
+            await state.writer.stop()  # drains every queued usage record and charge
+            await state.upstream.close()
+            await state.store.engine.dispose()
+
+    chat = InferenceEndpoint(state, "chat")
+    responses = InferenceEndpoint(state, "responses")
+    routes = [
+        Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/responses", responses.handle, methods=["POST"]),
+        *ModelsEndpoints(state.catalog, state.router).routes(),
+        *AccountEndpoints(state).routes(),
+        *HealthEndpoint(state, refresher).routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.gateway = state  # for tests and tools; endpoints get it explicitly
+    return app

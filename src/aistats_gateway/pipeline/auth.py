@@ -1,0 +1,84 @@
+"""Authentication from memory: API key → workspace, with no database on the request path.
+
+The cache is replaced wholesale by the state refresher (every 0.5 s), so a key revoked or
+created through the CLI or another instance takes effect within a second everywhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..api.errors import GatewayError
+from ..keys import hash_secret, parse_key
+from ..store.records import ApiKeyRow
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's id, its workspace, its label."""
+
+    kid: str
+    workspace_id: str
+    key_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedKey:
+    principal: Principal
+    secret_hash: bytes
+
+
+def _unauthorized(message: str) -> GatewayError:
+    return GatewayError("authentication_error", message, code="invalid_api_key")
+
+
+def bearer_or_api_key(headers: Mapping[str, str]) -> str | None:
+    """The presented key: ``Authorization: Bearer <key>`` or ``x-api-key: <key>``."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key else None
+
+
+class KeyCache:
+    """Active keys by ``kid``; verification is one HMAC and a constant-time compare."""
+
+    def __init__(self, pepper: bytes) -> None:
+        self.pepper = pepper
+        self._keys: dict[str, _CachedKey] = {}
+
+    def replace(self, rows: Iterable[ApiKeyRow]) -> None:
+        """Swap in the current set of active keys (one atomic assignment)."""
+        self._keys = {
+            row.kid: _CachedKey(
+                Principal(row.kid, row.workspace_id, row.name), bytes.fromhex(row.secret_hash)
+            )
+            for row in rows
+            if row.revoked_at is None
+        }
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller's principal, or a 401 :class:`GatewayError` saying what is wrong."""
+        key = bearer_or_api_key(headers)
+        if key is None:
+            raise _unauthorized(
+                "Missing API key: send 'Authorization: Bearer aistats_v1_sk_…' or 'x-api-key: aistats_v1_sk_…'"
+            )
+        parsed = parse_key(key)
+        if parsed is None:
+            raise _unauthorized("Malformed API key: expected the format aistats_v1_sk_<kid>_<secret>")
+        kid, secret = parsed
+        cached = self._keys.get(kid)
+        expected = cached.secret_hash if cached else b"\0" * 32
+        presented = bytes.fromhex(hash_secret(self.pepper, secret))
+        if not hmac.compare_digest(expected, presented) or cached is None:
+            raise _unauthorized("Invalid or revoked API key")
+        return cached.principal

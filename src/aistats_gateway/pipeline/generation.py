@@ -1,0 +1,111 @@
+"""One generation's bookkeeping: timing, reservation, settlement and its usage record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..canonical import Usage
+from ..money import PriceCard
+from ..store.records import Charge, GenerationRecord
+from ..store.writer import BatchedWriter
+from .auth import Principal
+from .billing import Reservation, WalletBook
+
+CHARS_PER_TOKEN_ESTIMATE = 4
+
+
+def estimate_usage(request_bytes: int, output_chars: int) -> Usage:
+    """A rough usage when a provider reports none (rounded up; marked as estimated)."""
+    return Usage(
+        input_tokens=-(-request_bytes // CHARS_PER_TOKEN_ESTIMATE),
+        output_tokens=-(-output_chars // CHARS_PER_TOKEN_ESTIMATE),
+    )
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    upstream_model: str
+    outcome: str  # "ok" or the error class name
+    latency_ms: int
+
+
+@dataclass(slots=True)
+class Generation:
+    """Tracks one request from auth to record; ``close`` writes it behind the response."""
+
+    id: str
+    endpoint: str
+    principal: Principal | None
+    wallets: WalletBook
+    writer: BatchedWriter
+    started: float = field(default_factory=time.perf_counter)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    model_id: str | None = None
+    streamed: bool = False
+    reservation: Reservation | None = None
+    price: PriceCard | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    first_byte: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def created(self) -> int:
+        return int(self.created_at.timestamp())
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+
+    def cost_of(self, usage: Usage) -> int:
+        return self.price.cost(usage) if self.price else 0
+
+    def close(
+        self,
+        status: str,
+        *,
+        usage: Usage | None = None,
+        cost: int = 0,
+        finish_reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Settle (or release) the reservation and queue the record. Safe to call once only."""
+        if self.closed or self.principal is None:
+            return
+        self.closed = True
+        charge = None
+        if self.reservation is not None:
+            if usage is not None:
+                self.wallets.settle(self.reservation, cost)
+                if self.reservation.amount > 0 or cost > 0:
+                    charge = Charge(self.id, self.principal.workspace_id, cost)
+            else:
+                self.wallets.release(self.reservation)
+        usage = usage or Usage()
+        now = time.perf_counter()
+        record = GenerationRecord(
+            id=self.id,
+            workspace_id=self.principal.workspace_id,
+            key_id=self.principal.kid,
+            endpoint=self.endpoint,
+            model=self.model_id or "",
+            provider=self.provider,
+            upstream_model=self.upstream_model,
+            status=status,
+            streamed=self.streamed,
+            finish_reason=finish_reason,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_nano=cost if charge is not None else 0,
+            latency_ms=round((now - self.started) * 1000),
+            ttft_ms=round((self.first_byte - self.started) * 1000) if self.first_byte else None,
+            error=error,
+            created_at=self.created_at,
+        )
+        self.writer.submit(record, charge)

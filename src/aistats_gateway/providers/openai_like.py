@@ -1,0 +1,66 @@
+"""Adapters for every provider reached through an OpenAI-shaped HTTP API.
+
+One declarative table says, per provider type, which wire formats the provider speaks
+natively and where each endpoint lives. ``openai`` and ``xai`` speak Chat Completions and
+Responses; ``openai_compatible`` servers (vLLM, Ollama, llama.cpp, Groq, Together…) speak chat
+only, so the pipeline translates Responses requests for them. ``anthropic`` and ``google`` are
+reached through their providers' own OpenAI-compatible endpoints until their native adapters
+exist (see docs/decisions/002-openai-compatible-bridges.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import ProviderConfig
+from .base import UpstreamReply
+from .http import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIFlavor:
+    """How one provider type exposes the OpenAI wire formats."""
+
+    native_formats: frozenset[str]
+    base_suffix: str = ""  # appended to the configured base_url
+    paths: tuple[tuple[str, str], ...] = (("chat", "/chat/completions"), ("responses", "/responses"))
+
+
+CHAT_ONLY = frozenset({"chat"})
+CHAT_AND_RESPONSES = frozenset({"chat", "responses"})
+
+FLAVORS: dict[str, OpenAIFlavor] = {
+    "openai": OpenAIFlavor(CHAT_AND_RESPONSES),
+    "xai": OpenAIFlavor(CHAT_AND_RESPONSES),
+    "openai_compatible": OpenAIFlavor(CHAT_ONLY),
+    "google": OpenAIFlavor(CHAT_ONLY, base_suffix="/v1beta/openai"),
+    "anthropic": OpenAIFlavor(CHAT_ONLY, base_suffix="/v1"),
+}
+
+
+class OpenAILikeProvider:
+    """Sends OpenAI-format bodies to one configured provider through the shared client."""
+
+    def __init__(self, config: ProviderConfig, client: UpstreamClient) -> None:
+        flavor = FLAVORS[config.type]
+        self.config = config
+        self.native_formats = flavor.native_formats
+        base = config.base_url.rstrip("/") + flavor.base_suffix
+        self._urls = {fmt: base + path for fmt, path in flavor.paths if fmt in flavor.native_formats}
+        self._client = client
+        headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
+
+    async def send(self, fmt: str, body: bytes, *, stream: bool) -> UpstreamReply:
+        """POST ``body`` to this provider's endpoint for ``fmt`` (``chat`` or ``responses``)."""
+        return await self._client.post(
+            self.config.name,
+            self._urls[fmt],
+            body,
+            self._stream_headers if stream else self._headers,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )

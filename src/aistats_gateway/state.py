@@ -1,0 +1,30 @@
+"""The application state object: every long-lived dependency, built once in ``app.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .catalog import Catalog
+from .pipeline.auth import KeyCache
+from .pipeline.billing import WalletBook
+from .pipeline.routing import Router
+from .providers.http import UpstreamClient
+from .settings import Settings
+from .store.repositories import Store
+from .store.writer import BatchedWriter
+
+
+@dataclass(slots=True)
+class AppState:
+    """Passed explicitly to every endpoint; nothing in the gateway lives in module globals."""
+
+    settings: Settings
+    catalog: Catalog
+    router: Router
+    store: Store
+    writer: BatchedWriter
+    keys: KeyCache
+    wallets: WalletBook
+    upstream: UpstreamClient
+    started_at: float
+    ready: bool = field(default=False)

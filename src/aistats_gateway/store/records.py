@@ -1,0 +1,97 @@
+"""Plain records that cross the boundary between the request path and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..money import nanos_to_usd
+
+
+@dataclass(slots=True)
+class GenerationRecord:
+    """One generation (one client request), as written to the ``generations`` table."""
+
+    id: str  # gen_<ULID>
+    workspace_id: str
+    key_id: str | None  # the API key's kid
+    endpoint: str  # "chat" | "responses" | "messages" | "embeddings" | ...
+    model: str  # the gateway model id the client asked for
+    provider: str | None  # provider name from settings that served (or last tried)
+    upstream_model: str | None
+    status: str  # "completed" | "incomplete" | "failed" | "cancelled"
+    streamed: bool
+    finish_reason: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_nano: int
+    latency_ms: int | None
+    ttft_ms: int | None
+    error: str | None
+    created_at: datetime
+
+    def to_api(self) -> dict[str, Any]:
+        """The body of ``GET /v1/generations?id=``."""
+        return {
+            "id": self.id,
+            "object": "generation",
+            "workspace_id": self.workspace_id,
+            "key_id": self.key_id,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "status": self.status,
+            "streamed": self.streamed,
+            "finish_reason": self.finish_reason,
+            "usage": {
+                "input_tokens": self.input_tokens,
+                "cached_input_tokens": self.cached_input_tokens,
+                "output_tokens": self.output_tokens,
+                "reasoning_tokens": self.reasoning_tokens,
+                "total_tokens": self.input_tokens + self.output_tokens,
+            },
+            "cost": nanos_to_usd(self.cost_nano),
+            "cost_nanos": self.cost_nano,
+            "latency_ms": self.latency_ms,
+            "ttft_ms": self.ttft_ms,
+            "error": self.error,
+            "created_at": int(self.created_at.timestamp()),
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Charge:
+    """The settled cost of one generation: at most one ledger entry per ``generation_id``."""
+
+    generation_id: str
+    workspace_id: str
+    amount_nano: int  # >= 0; written to the ledger as a negative entry
+
+
+@dataclass(slots=True, frozen=True)
+class Workspace:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class ApiKeyRow:
+    kid: str
+    workspace_id: str
+    name: str | None
+    secret_hash: str  # hex HMAC-SHA256(pepper, secret)
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(slots=True, frozen=True)
+class WalletRow:
+    workspace_id: str
+    balance_nano: int
+    granted_total_nano: int
+    spent_total_nano: int
