@@ -72,3 +72,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("postgres_url"))
+
+
+from tests.e2e_fixtures import fake_server, live  # noqa: E402, F401  (shared end-to-end fixtures)

@@ -51,11 +51,12 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
 def fake_provider_config(base_url: str, *, price: dict[str, str] | None = None, **timeouts: float) -> dict[str, Any]:
     """A config whose models all route to the fake OpenAI server as provider ``fake``."""
     provider: dict[str, Any] = {"type": "openai", "base_url": base_url, "api_key": "sk-fake"}
+    compat: dict[str, Any] = {"type": "openai_compatible", "base_url": base_url, "api_key": "sk-fake"}
     if timeouts:
-        provider["timeouts"] = timeouts
+        provider["timeouts"] = compat["timeouts"] = timeouts
     paid_price = price or {"input": "0.15", "output": "0.60", "cached_input": "0.075"}
     return {
-        "providers": {"fake": provider, "fake-compat": {"type": "openai_compatible", "base_url": base_url, "api_key": "sk-fake"}},
+        "providers": {"fake": provider, "fake-compat": compat},
         "models": {
             "google/gemma-3-27b:free": {
                 "providers": [{"provider": "fake-compat", "model": "gemma-3-27b-it", "price": {"input": "0", "output": "0"}}]
@@ -75,9 +76,9 @@ def fake_provider_config(base_url: str, *, price: dict[str, str] | None = None, 
 class GatewayServer:
     """The gateway app under uvicorn in a daemon thread; ``stop`` drains it like a real shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, refresh_interval: float = 0.5) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, refresh_interval=refresh_interval)
         self.state: AppState = self.app.state.gateway
         self.port = 0
         self._server: uvicorn.Server | None = None

@@ -52,7 +52,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(error, new_generation_id())
 
 
-def build_state(settings: Settings) -> tuple[AppState, StateRefresher]:
+def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppState, StateRefresher]:
     """Everything the request path needs, wired explicitly (started by the lifespan)."""
     catalog = load_catalog(settings)
     upstream = UpstreamClient()
@@ -72,13 +72,17 @@ def build_state(settings: Settings) -> tuple[AppState, StateRefresher]:
         upstream=upstream,
         started_at=time.monotonic(),
     )
-    return state, StateRefresher(store, keys, wallets)
+    return state, StateRefresher(store, keys, wallets, interval=refresh_interval)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The gateway ASGI app; ``settings`` default to the config file and environment."""
+def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.5) -> Starlette:
+    """The gateway ASGI app; ``settings`` default to the config file and environment.
+
+    ``refresh_interval`` is how often keys and wallets are reloaded from the database; it bounds
+    how long a revocation or a credit grant takes to reach this process.
+    """
     settings = settings or load_settings()
-    state, refresher = build_state(settings)
+    state, refresher = build_state(settings, refresh_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
