@@ -48,7 +48,9 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def fake_provider_config(base_url: str, *, price: dict[str, str] | None = None, **timeouts: float) -> dict[str, Any]:
+def fake_provider_config(
+    base_url: str, *, price: dict[str, str] | None = None, **timeouts: float
+) -> dict[str, Any]:
     """A config whose models all route to the fake OpenAI server as provider ``fake``."""
     provider: dict[str, Any] = {"type": "openai", "base_url": base_url, "api_key": "sk-fake"}
     compat: dict[str, Any] = {"type": "openai_compatible", "base_url": base_url, "api_key": "sk-fake"}
@@ -59,7 +61,13 @@ def fake_provider_config(base_url: str, *, price: dict[str, str] | None = None, 
         "providers": {"fake": provider, "fake-compat": compat},
         "models": {
             "google/gemma-3-27b:free": {
-                "providers": [{"provider": "fake-compat", "model": "gemma-3-27b-it", "price": {"input": "0", "output": "0"}}]
+                "providers": [
+                    {
+                        "provider": "fake-compat",
+                        "model": "gemma-3-27b-it",
+                        "price": {"input": "0", "output": "0"},
+                    }
+                ]
             },
             "openai/gpt-4o-mini": {
                 "max_output_tokens": 1000,

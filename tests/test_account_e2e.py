@@ -136,7 +136,9 @@ def test_shutdown_drains_queued_records(tmp_path: Path, fake_server: FakeOpenAIS
     with GatewayServer(settings) as gateway:
         client = gateway.openai(key)
         for _ in range(20):
-            ids.append(client.responses.with_raw_response.create(model=FREE, input="x").headers["x-generation-id"])
+            ids.append(
+                client.responses.with_raw_response.create(model=FREE, input="x").headers["x-generation-id"]
+            )
     stored = admin.run(lambda store: _all(store, ids))
     assert all(stored)
 

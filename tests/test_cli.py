@@ -118,7 +118,9 @@ def test_serve_prints_a_bootstrap_key_once_and_it_works(tmp_path: Path) -> None:
     try:
         keys = [word for word in output.split() if word.startswith("aistats_v1_sk_")]
         assert len(keys) == 1, output
-        response = httpx.get(f"http://127.0.0.1:{port}/v1/credits", headers={"authorization": f"Bearer {keys[0]}"})
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/v1/credits", headers={"authorization": f"Bearer {keys[0]}"}
+        )
         assert response.status_code == 200
     finally:
         stop(process)

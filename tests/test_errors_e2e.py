@@ -16,7 +16,9 @@ FREE = "google/gemma-3-27b:free"
 CHAT = "/v1/chat/completions"
 
 
-def _post(live: Live, body: bytes | dict, headers: dict[str, str] | None = None, path: str = CHAT) -> httpx.Response:
+def _post(
+    live: Live, body: bytes | dict, headers: dict[str, str] | None = None, path: str = CHAT
+) -> httpx.Response:
     all_headers = {"authorization": f"Bearer {live.key}", **(headers or {})}
     with httpx.Client(base_url=live.gateway.base_url, timeout=10) as http:
         if isinstance(body, bytes):
@@ -65,7 +67,9 @@ def test_bad_key_in_either_header_is_401(live: Live, header: str) -> None:
 def test_x_api_key_header_authenticates(live: Live) -> None:
     with httpx.Client(base_url=live.gateway.base_url) as http:
         response = http.post(
-            CHAT, json={"model": FREE, "messages": [{"role": "user", "content": "hi"}]}, headers={"x-api-key": live.key}
+            CHAT,
+            json={"model": FREE, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": live.key},
         )
     assert response.status_code == 200, response.text
 
@@ -78,14 +82,19 @@ def test_sdk_sees_authentication_error_for_malformed_key(live: Live) -> None:
 
 def test_unknown_model_is_404_model_not_found(live: Live) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        live.client().chat.completions.create(model="nope/model", messages=[{"role": "user", "content": "hi"}])
+        live.client().chat.completions.create(
+            model="nope/model", messages=[{"role": "user", "content": "hi"}]
+        )
     body = caught.value.response.json()
     assert body["error"]["code"] == "model_not_found" and body["reason"] == "not_found_error"
 
 
 def test_upstream_4xx_keeps_the_providers_message_and_status(live: Live) -> None:
     live.fake.enqueue(
-        Behaviour(status=400, error={"error": {"message": "max_tokens is too large", "type": "invalid_request_error"}})
+        Behaviour(
+            status=400,
+            error={"error": {"message": "max_tokens is too large", "type": "invalid_request_error"}},
+        )
     )
     with pytest.raises(openai.BadRequestError) as caught:
         live.client().chat.completions.create(model=FREE, messages=[{"role": "user", "content": "hi"}])
@@ -102,12 +111,16 @@ def test_upstream_429_is_429_with_retry_after(live: Live) -> None:
 
 def test_upstream_5xx_is_502_provider_error(live: Live) -> None:
     live.fake.enqueue(Behaviour(status=503))
-    _assert_error(_post(live, {"model": FREE, "messages": [{"role": "user", "content": "hi"}]}), 502, "provider_error")
+    _assert_error(
+        _post(live, {"model": FREE, "messages": [{"role": "user", "content": "hi"}]}), 502, "provider_error"
+    )
 
 
 def test_upstream_timeout_is_504(live: Live) -> None:
     live.fake.enqueue(Behaviour(delay=3.0))  # the fixture's read timeout is 2 s
-    _assert_error(_post(live, {"model": FREE, "messages": [{"role": "user", "content": "hi"}]}), 504, "timeout_error")
+    _assert_error(
+        _post(live, {"model": FREE, "messages": [{"role": "user", "content": "hi"}]}), 504, "timeout_error"
+    )
 
 
 def test_unreachable_provider_is_502(tmp_path: Path) -> None:
@@ -121,7 +134,9 @@ def test_unreachable_provider_is_502(tmp_path: Path) -> None:
 def test_model_with_only_inactive_providers_is_503_naming_the_variable(live: Live) -> None:
     # openai/gpt-4o is in the built-in catalog on the built-in 'openai' provider, which has no key here.
     with pytest.raises(openai.APIStatusError) as caught:
-        live.client().chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        live.client().chat.completions.create(
+            model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code == 503
     assert "OPENAI_API_KEY" in caught.value.message
     assert caught.value.response.json()["reason"] == "no_provider_available"
@@ -157,6 +172,7 @@ def test_failed_generation_is_recorded_without_charge(live: Live) -> None:
     response = _post(live, {"model": FREE, "messages": [{"role": "user", "content": "hi"}]})
     generation_id = response.headers["x-generation-id"]
     record = httpx.get(
-        f"{live.gateway.base_url}/v1/generations?id={generation_id}", headers={"authorization": f"Bearer {live.key}"}
+        f"{live.gateway.base_url}/v1/generations?id={generation_id}",
+        headers={"authorization": f"Bearer {live.key}"},
     ).json()["data"]
     assert record["status"] == "failed" and record["cost_nanos"] == 0 and "provider_error" in record["error"]

@@ -43,7 +43,9 @@ def test_paid_model_needs_credits_then_reports_exact_cost(live: Live) -> None:
     live.admin.grant(5_000_000_000)  # $5
     wait_for(lambda: client.get("/credits", cast_to=httpx.Response).json()["available"] == 5.0)
 
-    live.fake.enqueue(Behaviour(text="paid answer", prompt_tokens=1200, completion_tokens=300, cached_tokens=200))
+    live.fake.enqueue(
+        Behaviour(text="paid answer", prompt_tokens=1200, completion_tokens=300, cached_tokens=200)
+    )
     completion = client.chat.completions.create(
         model=PAID, messages=[{"role": "user", "content": "Reply with: paid answer"}]
     )
@@ -57,8 +59,12 @@ def test_paid_model_needs_credits_then_reports_exact_cost(live: Live) -> None:
     record = client.get(f"/generations?id={completion.id}", cast_to=httpx.Response).json()["data"]
     assert record["cost_nanos"] == expected
     assert record["usage"]["input_tokens"] == 1200 and record["usage"]["cached_input_tokens"] == 200
-    assert record["model"] == PAID and record["provider"] == "fake" and record["upstream_model"] == "gpt-4o-mini"
-    assert record["status"] == "completed" and record["streamed"] is False and record["finish_reason"] == "stop"
+    assert (
+        record["model"] == PAID and record["provider"] == "fake" and record["upstream_model"] == "gpt-4o-mini"
+    )
+    assert (
+        record["status"] == "completed" and record["streamed"] is False and record["finish_reason"] == "stop"
+    )
 
     credits = client.get("/credits", cast_to=httpx.Response).json()
     assert credits["nanos"]["balance"] == 5_000_000_000 - expected

@@ -17,8 +17,14 @@ FREE = "google/gemma-3-27b:free"
 
 def _fund(live: Live) -> None:
     live.admin.grant(10_000_000_000)
-    wait_for(lambda: live.gateway.state.wallets.snapshot(live.gateway.state.keys.authenticate(
-        {"authorization": f"Bearer {live.key}"}).workspace_id)["available"] > 0)
+    wait_for(
+        lambda: (
+            live.gateway.state.wallets.snapshot(
+                live.gateway.state.keys.authenticate({"authorization": f"Bearer {live.key}"}).workspace_id
+            )["available"]
+            > 0
+        )
+    )
 
 
 def test_chat_passthrough_rewrites_only_model_and_adds_cost(live: Live) -> None:
@@ -138,7 +144,10 @@ def test_responses_stream_translated_from_chat_stream(live: Live) -> None:
 def test_free_model_on_chat_stream_costs_zero(live: Live) -> None:
     chunks = list(
         live.client().chat.completions.create(
-            model=FREE, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
+            model=FREE,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
     assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["cost"] == 0  # type: ignore[index]
@@ -146,6 +155,11 @@ def test_free_model_on_chat_stream_costs_zero(live: Live) -> None:
 
 def test_every_response_carries_a_generation_id(live: Live) -> None:
     with httpx.Client(base_url=live.gateway.base_url) as http:
-        for method, path in (("GET", "/v1/models"), ("GET", "/v1/health"), ("GET", "/nope"), ("POST", "/v1/responses")):
+        for method, path in (
+            ("GET", "/v1/models"),
+            ("GET", "/v1/health"),
+            ("GET", "/nope"),
+            ("POST", "/v1/responses"),
+        ):
             response = http.request(method, path)
             assert response.headers["x-generation-id"].startswith("gen_"), path

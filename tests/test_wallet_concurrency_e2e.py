@@ -32,7 +32,11 @@ def test_parallel_paid_requests_never_overspend(
     tmp_path: Path, fake_server: FakeOpenAIServer, database_url: str
 ) -> None:
     body = orjson.dumps(
-        {"model": "openai/gpt-4o-mini", "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": "hi"}]}
+        {
+            "model": "openai/gpt-4o-mini",
+            "max_tokens": MAX_TOKENS,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
     )
     reservation = PRICE.worst_case(len(body), MAX_TOKENS)
     actual = PRICE.cost(Usage(input_tokens=40, cached_input_tokens=10, output_tokens=150))
@@ -41,7 +45,9 @@ def test_parallel_paid_requests_never_overspend(
 
     # Every answer is slow, so all 50 are in flight together and contend for the same balance.
     fake_server.fake.default = Behaviour(delay=0.4, prompt_tokens=40, cached_tokens=10, completion_tokens=150)
-    settings = gateway_settings(tmp_path, fake_provider_config(fake_server.base_url), database_url=database_url)
+    settings = gateway_settings(
+        tmp_path, fake_provider_config(fake_server.base_url), database_url=database_url
+    )
     admin = Admin(settings)
     key, _ = admin.create_key()
     workspace_id = admin.workspace_id()
@@ -59,5 +65,5 @@ def test_parallel_paid_requests_never_overspend(
     ledger_sum = admin.run(lambda store: store.ledger_sum(workspace_id))
     assert wallet.balance_nano == grant - served * actual
     assert wallet.balance_nano >= 0
-    assert ledger_sum == wallet.balance_nano  # grant (+) and every charge (−), to the nano-USD
+    assert ledger_sum == wallet.balance_nano  # grant (+) and every charge (-), to the nano-USD
     assert wallet.spent_total_nano == served * actual

@@ -43,7 +43,9 @@ async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[An
 async def _workspace(store: Store, name_or_id: str) -> Workspace:
     workspace = await store.find_workspace(name_or_id)
     if workspace is None:
-        raise CommandError(f"no workspace named '{name_or_id}' (create it with: aistats-gateway workspaces create NAME)")
+        raise CommandError(
+            f"no workspace named '{name_or_id}' (create it with: aistats-gateway workspaces create NAME)"
+        )
     return workspace
 
 
@@ -140,7 +142,9 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
     print(f"{'KID':<14}{'WORKSPACE':<20}{'NAME':<20}{'CREATED':<27}STATUS")
     for row in rows:
         status = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
-        print(f"{row['kid']:<14}{row['workspace']:<20}{row['name'] or '-':<20}{row['created_at']:<27}{status}")
+        print(
+            f"{row['kid']:<14}{row['workspace']:<20}{row['name'] or '-':<20}{row['created_at']:<27}{status}"
+        )
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
@@ -270,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     ws_create = workspaces.add_parser("create", parents=[common], help="create a workspace")
     ws_create.add_argument("name")
     ws_create.set_defaults(func=cmd_workspaces_create)
-    workspaces.add_parser("list", parents=[common], help="list workspaces").set_defaults(func=cmd_workspaces_list)
+    workspaces.add_parser("list", parents=[common], help="list workspaces").set_defaults(
+        func=cmd_workspaces_list
+    )
 
     credits = commands.add_parser("credits", help="prepaid credits").add_subparsers(
         dest="credits_command", required=True
@@ -290,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_parser("list", parents=[common], help="list models").set_defaults(func=cmd_models_list)
 
-    commands.add_parser("migrate", parents=[common], help="migrate the database").set_defaults(func=cmd_migrate)
+    commands.add_parser("migrate", parents=[common], help="migrate the database").set_defaults(
+        func=cmd_migrate
+    )
     return parser
 
 

@@ -83,7 +83,9 @@ class InferenceEndpoint:
             generation.price = candidate.route.price
             started = time.perf_counter()
             try:
-                reply = await candidate.provider.send(exchange.upstream_format, upstream_body, stream=parsed.stream)
+                reply = await candidate.provider.send(
+                    exchange.upstream_format, upstream_body, stream=parsed.stream
+                )
                 if parsed.stream:
                     response = await self._open_stream(generation, exchange, reply, ctx, body_bytes)
                 else:
@@ -117,7 +119,10 @@ class InferenceEndpoint:
         completed = exchange.read(data, ctx)
         usage, note = completed.usage, None
         if usage is None:
-            usage, note = estimate_usage(body_bytes, len(data)), "usage not reported by the provider; estimated"
+            usage, note = (
+                estimate_usage(body_bytes, len(data)),
+                "usage not reported by the provider; estimated",
+            )
         cost = generation.cost_of(usage)
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
         status = "incomplete" if completed.finish_reason in ("length", "max_output_tokens") else "completed"
@@ -180,8 +185,12 @@ class InferenceEndpoint:
                 usage, note = estimate_usage(body_bytes, 0), "usage not reported by the provider; estimated"
             cost = generation.cost_of(usage)
             final = translator.finish(nanos_to_usd(cost))
-            status = "incomplete" if translator.finish_reason in ("length", "max_output_tokens") else "completed"
-            generation.close(status, usage=usage, cost=cost, finish_reason=translator.finish_reason, error=note)
+            status = (
+                "incomplete" if translator.finish_reason in ("length", "max_output_tokens") else "completed"
+            )
+            generation.close(
+                status, usage=usage, cost=cost, finish_reason=translator.finish_reason, error=note
+            )
             for frame in final:
                 yield frame
         except (UpstreamFailure, GatewayError) as exc:
@@ -207,4 +216,3 @@ class InferenceEndpoint:
                     finish_reason=translator.finish_reason,
                     error="client disconnected",
                 )
-

@@ -15,4 +15,6 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     all_headers = {"x-generation-id": new_generation_id()}
     if headers:
         all_headers.update(headers)
-    return Response(orjson.dumps(payload), status_code=status, headers=all_headers, media_type="application/json")
+    return Response(
+        orjson.dumps(payload), status_code=status, headers=all_headers, media_type="application/json"
+    )

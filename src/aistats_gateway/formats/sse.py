@@ -20,7 +20,7 @@ class ServerSentEvent:
     data: str
 
     def json(self) -> dict:
-        return orjson.loads(self.data)  # type: ignore[no-any-return]
+        return orjson.loads(self.data)
 
 
 class SSEDecoder:

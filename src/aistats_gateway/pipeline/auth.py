@@ -70,7 +70,8 @@ class KeyCache:
         key = bearer_or_api_key(headers)
         if key is None:
             raise _unauthorized(
-                "Missing API key: send 'Authorization: Bearer aistats_v1_sk_…' or 'x-api-key: aistats_v1_sk_…'"
+                "Missing API key: send 'Authorization: Bearer aistats_v1_sk_…' "
+                "or 'x-api-key: aistats_v1_sk_…'"
             )
         parsed = parse_key(key)
         if parsed is None:

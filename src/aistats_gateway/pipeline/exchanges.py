@@ -41,8 +41,10 @@ class Completed:
 
 
 class StreamTranslator(Protocol):
-    usage: Usage | None
-    finish_reason: str | None
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def finish_reason(self) -> str | None: ...
 
     def start(self) -> list[bytes]: ...
     def feed(self, event: ServerSentEvent) -> list[bytes]: ...
@@ -90,7 +92,9 @@ class ChatPassthrough:
     def read(self, upstream: bytes, ctx: Context) -> Completed:
         payload = _json_object(upstream, "chat completion")
         choices = payload.get("choices") or [{}]
-        return Completed(payload, Usage.from_openai_chat(payload.get("usage")), choices[0].get("finish_reason"))
+        return Completed(
+            payload, Usage.from_openai_chat(payload.get("usage")), choices[0].get("finish_reason")
+        )
 
     def finalize(self, completed: Completed, ctx: Context, cost_usd: float) -> bytes:
         payload = completed.payload
@@ -167,7 +171,13 @@ class ChatStreamPassthrough:
 # --- Responses → OpenAI Responses (passthrough) ----------------------------------------------
 
 _RESPONSE_CARRYING_EVENTS = frozenset(
-    {"response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"}
+    {
+        "response.created",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
 )
 _TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -185,7 +195,9 @@ class ResponsesPassthrough:
 
     def read(self, upstream: bytes, ctx: Context) -> Completed:
         payload = _json_object(upstream, "response")
-        return Completed(payload, Usage.from_openai_responses(payload.get("usage")), _responses_finish_reason(payload))
+        return Completed(
+            payload, Usage.from_openai_responses(payload.get("usage")), _responses_finish_reason(payload)
+        )
 
     def finalize(self, completed: Completed, ctx: Context, cost_usd: float) -> bytes:
         payload = completed.payload
@@ -219,7 +231,9 @@ class ResponsesStreamPassthrough:
         if name not in _RESPONSE_CARRYING_EVENTS:
             if name == "error":
                 payload = _json_object(event.data, "error event")
-                raise GatewayError("provider_error", str(payload.get("message") or "The provider reported an error"))
+                raise GatewayError(
+                    "provider_error", str(payload.get("message") or "The provider reported an error")
+                )
             self._last_sequence += 1
             return [encode_event(name or "message", event.data.encode())]
         payload = _json_object(event.data, f"{name} event")
@@ -291,11 +305,11 @@ class ResponsesStreamViaChat:
         )
 
     @property
-    def usage(self) -> Usage | None:  # type: ignore[override]
+    def usage(self) -> Usage | None:
         return self._builder.usage
 
     @property
-    def finish_reason(self) -> str | None:  # type: ignore[override]
+    def finish_reason(self) -> str | None:
         return self._builder.finish_reason
 
     def start(self) -> list[bytes]:

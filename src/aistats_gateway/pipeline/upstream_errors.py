@@ -9,8 +9,13 @@ from ..providers.base import UpstreamConnectError, UpstreamFailure, UpstreamStat
 
 DEFAULT_RETRY_AFTER = 1
 
-_STATUS_REASONS = {400: "validation_error", 404: "not_found_error", 409: "validation_error", 413: "validation_error",
-                   422: "validation_error"}
+_STATUS_REASONS = {
+    400: "validation_error",
+    404: "not_found_error",
+    409: "validation_error",
+    413: "validation_error",
+    422: "validation_error",
+}
 
 
 def provider_message(body: bytes) -> str | None:
@@ -44,16 +49,22 @@ def _retry_after(headers: dict[str, str]) -> int:
 def to_gateway_error(failure: UpstreamFailure) -> GatewayError:
     """The client-facing error for a failed attempt."""
     if isinstance(failure, UpstreamTimeout):
-        return GatewayError("timeout_error", f"The provider '{failure.provider}' timed out: {failure.message}")
+        return GatewayError(
+            "timeout_error", f"The provider '{failure.provider}' timed out: {failure.message}"
+        )
     if isinstance(failure, UpstreamConnectError):
-        return GatewayError("provider_error", f"The provider '{failure.provider}' is unreachable: {failure.message}")
+        return GatewayError(
+            "provider_error", f"The provider '{failure.provider}' is unreachable: {failure.message}"
+        )
     if isinstance(failure, UpstreamStatusError):
         message = provider_message(failure.body) or f"HTTP {failure.status}"
         status = failure.status
         where = f"Provider '{failure.provider}'"
         if status == 429:
             return GatewayError(
-                "rate_limit_error", f"{where} is rate limiting: {message}", retry_after=_retry_after(failure.headers)
+                "rate_limit_error",
+                f"{where} is rate limiting: {message}",
+                retry_after=_retry_after(failure.headers),
             )
         if status in (401, 403):
             return GatewayError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -56,7 +55,7 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         try:
             response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             # aiohttp raises ServerTimeoutError (a TimeoutError) for both; tell them apart by type.
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 raise UpstreamConnectError(provider, f"connect to {provider} timed out") from exc
@@ -69,7 +68,7 @@ class UpstreamClient:
         if response.status >= 300:
             try:
                 error_body = await response.content.read(MAX_ERROR_BODY)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 error_body = b""
             response.release()
             raise UpstreamStatusError(provider, response.status, error_body, reply_headers)
@@ -81,11 +80,13 @@ class UpstreamClient:
         )
 
 
-async def _iter_body(provider: str, response: aiohttp.ClientResponse, read_timeout: float) -> AsyncIterator[bytes]:
+async def _iter_body(
+    provider: str, response: aiohttp.ClientResponse, read_timeout: float
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in response.content.iter_any():
             yield chunk
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise UpstreamTimeout(provider, f"{provider} stalled for more than {read_timeout:g}s") from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamConnectError(provider, f"{provider} closed the connection mid-reply") from exc
