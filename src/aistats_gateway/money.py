@@ -8,11 +8,12 @@ and are held as integer nano-USD per 1M units, so a price like ``"0.0375"`` stay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from .canonical import Usage
 
 NANOS_PER_USD = 1_000_000_000
+MAX_USD = 10**18
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -24,17 +25,24 @@ def parse_usd(text: str | int | float) -> int:
     """Parse a decimal USD amount (``"12.50"``) into integer nano-USD, exactly.
 
     Floats are accepted only because YAML may produce them; they go through ``str`` first so
-    ``0.1`` stays ``0.1``. More than nine decimal places is an error, not a silent rounding.
+    ``0.1`` stays ``0.1``. More than nine decimal places is an error, not a silent rounding;
+    so are underscores and amounts beyond ``MAX_USD``.
     """
     if isinstance(text, bool):
         raise PriceError(f"not a USD amount: {text!r}")
+    literal = str(text).strip()
     try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation as exc:
-        raise PriceError(f"not a decimal USD amount: {text!r}") from exc
+        value = Decimal(literal) if "_" not in literal else None
+    except InvalidOperation:
+        value = None
+    if value is None:
+        raise PriceError(f"not a decimal USD amount: {text!r}")
     if not value.is_finite():
         raise PriceError(f"not a finite USD amount: {text!r}")
-    nanos = value * NANOS_PER_USD
+    if abs(value) > MAX_USD:
+        raise PriceError(f"amount beyond {MAX_USD} USD: {text!r}")
+    with localcontext(prec=64):  # exact for every amount up to MAX_USD with 9+ decimals
+        nanos = value * NANOS_PER_USD
     if nanos != nanos.to_integral_value():
         raise PriceError(f"more precision than 1e-9 USD: {text!r}")
     return int(nanos)

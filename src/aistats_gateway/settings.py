@@ -1,0 +1,564 @@
+"""Configuration: a YAML file plus environment variables, validated once at start-up.
+
+Where a value comes from, highest first:
+
+1. an explicit environment variable (``AISTATS_DATABASE_URL``, ``AISTATS_REDIS_URL``,
+   ``AISTATS_DATA_DIR``, ``AISTATS_KEY_PEPPER``, ``AISTATS_HOST``, ``AISTATS_PORT``,
+   ``AISTATS_WORKERS``, ``AISTATS_LOG_LEVEL``); a variable set to the empty string counts as unset;
+2. the config file (``database_url``, ``redis_url``, ``data_dir``, ``key_pepper``, ``log_level``,
+   ``server: {host, port, workers}``), given by ``load_settings(config_path)`` or ``AISTATS_CONFIG``;
+3. the defaults: data dir ``./data`` (relative to the working directory), SQLite database
+   ``<data_dir>/gateway.db``, ``127.0.0.1:8080``, one worker, log level ``info``.
+
+A relative ``data_dir`` in the file is relative to the file's directory; from the environment
+it is relative to the working directory. Command-line flags (``--host`` …) are applied on top by
+the CLI with ``dataclasses.replace``.
+
+Every string in the file may use ``${VAR}`` (empty when unset) or ``${VAR:-default}`` (default
+when unset or empty); ``$${`` is a literal ``${``.
+
+Providers ``openai``, ``anthropic``, ``google-ai-studio`` and ``xai`` always exist. A config
+entry of the same name replaces one; what it leaves out (type, ``base_url``, ``api_key``) still
+comes from the usual variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` …), so a key set in the
+environment is enough to activate a provider.
+
+Every error is a :class:`ConfigError` naming the offending key, and never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .money import PriceError, parse_price
+
+PROVIDER_TYPES = ("anthropic", "google", "openai", "openai_compatible", "xai")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+_TOP_LEVEL_KEYS = frozenset(
+    {"providers", "models", "server", "database_url", "redis_url", "data_dir", "key_pepper", "log_level"}
+)
+_SERVER_KEYS = frozenset({"host", "port", "workers"})
+_PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers"})
+_TIMEOUT_KEYS = frozenset({"connect", "read"})
+_MODEL_KEYS = frozenset({"name", "created", "context_length", "max_output_tokens", "providers"})
+_ROUTE_KEYS = frozenset({"provider", "model", "price", "context_length", "max_output_tokens"})
+_PRICE_KEYS = frozenset({"input", "output", "cached_input"})
+
+_DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "google": "https://generativelanguage.googleapis.com",
+    "xai": "https://api.x.ai/v1",
+}
+
+
+@dataclass(frozen=True)
+class _BuiltinProvider:
+    type: str
+    key_env: str
+    base_url_env: str
+
+
+_BUILTIN_PROVIDERS = {
+    "openai": _BuiltinProvider("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "anthropic": _BuiltinProvider("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    "google-ai-studio": _BuiltinProvider("google", "GEMINI_API_KEY", "GEMINI_BASE_URL"),
+    "xai": _BuiltinProvider("xai", "XAI_API_KEY", "XAI_BASE_URL"),
+}
+
+_VAR_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WHOLE_VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+_MODEL_ID = re.compile(r"[^\s/]+/[^\s]+")
+
+
+class ConfigError(Exception):
+    """Invalid configuration. ``key`` is the path of the bad value, e.g. ``providers.openai.type``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One upstream provider: where it is, how to authenticate, and its timeouts (seconds)."""
+
+    name: str
+    type: str
+    base_url: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Usable for routing: has a key, or is an OpenAI-compatible server that needs none."""
+        return self.type == "openai_compatible" or bool(self.api_key)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, validated. ``models`` is the config's ``models:`` section."""
+
+    config_path: Path | None
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    key_pepper: str | None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)
+    log_level: str = "info"
+
+
+def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (argument or ``AISTATS_CONFIG``) and the environment into Settings."""
+    env = os.environ if env is None else env
+    path = _config_file(config_path, env)
+    raw = _read_yaml(path) if path is not None else {}
+    unknown = sorted(str(k) for k in raw if k not in _TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            unknown[0], f"unknown top-level key (expected one of: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+        )
+    doc = _interpolate(raw, env, "")
+
+    server = _mapping(doc.get("server"), "server", allowed=_SERVER_KEYS)
+    host = _env_or(env, "AISTATS_HOST", server.get("host"), "127.0.0.1")
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(_where(env, "AISTATS_HOST", "server.host"), "must be a non-empty string")
+    port = _int_in_range(
+        _env_or(env, "AISTATS_PORT", server.get("port"), 8080),
+        _where(env, "AISTATS_PORT", "server.port"),
+        1,
+        65535,
+    )
+    workers = _int_in_range(
+        _env_or(env, "AISTATS_WORKERS", server.get("workers"), 1),
+        _where(env, "AISTATS_WORKERS", "server.workers"),
+        1,
+        None,
+    )
+
+    data_dir = _data_dir(env, doc.get("data_dir"), path)
+    database_url = _database_url(env, doc.get("database_url"), data_dir)
+    redis_url = _redis_url(env, doc.get("redis_url"))
+    key_pepper = _optional_str(env, "AISTATS_KEY_PEPPER", doc.get("key_pepper"), "key_pepper")
+    log_level = _env_or(env, "AISTATS_LOG_LEVEL", doc.get("log_level"), "info")
+    if not isinstance(log_level, str) or log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            _where(env, "AISTATS_LOG_LEVEL", "log_level"),
+            f"unknown log level {log_level!r} (expected one of: {', '.join(LOG_LEVELS)})",
+        )
+
+    providers = _providers(doc.get("providers"), raw.get("providers"), env)
+    models = validate_models(doc.get("models"), providers)
+    return Settings(
+        config_path=path,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        key_pepper=key_pepper,
+        host=host.strip(),
+        port=port,
+        workers=workers,
+        providers=providers,
+        models=models,
+        log_level=log_level.lower(),
+    )
+
+
+def validate_models(raw: object, providers: Collection[str], where: str = "models") -> dict[str, dict]:
+    """Check a ``models:`` section (config or built-in catalog); return a copy of it.
+
+    ``providers`` are the names routes may use. ``where`` prefixes the key path in errors.
+    """
+    if raw is None:
+        return {}
+    models = _mapping(raw, where)
+    result: dict[str, dict] = {}
+    for model_id, spec in models.items():
+        key = f"{where}.{model_id}"
+        if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+            raise ConfigError(key, "model id must look like '<owner>/<model>' without spaces")
+        body = _mapping(spec, key, allowed=_MODEL_KEYS)
+        if "name" in body and (not isinstance(body["name"], str) or not body["name"].strip()):
+            raise ConfigError(f"{key}.name", "must be a non-empty string")
+        if "created" in body:
+            unix_timestamp(body["created"], f"{key}.created")
+        for limit in ("context_length", "max_output_tokens"):
+            if limit in body:
+                _int_in_range(body[limit], f"{key}.{limit}", 1, None)
+        routes = body.get("providers")
+        if not isinstance(routes, list) or not routes:
+            raise ConfigError(f"{key}.providers", "must be a non-empty list of provider routes")
+        checked_routes = [
+            _validate_route(route, f"{key}.providers[{i}]", providers, model_id.endswith(":free"))
+            for i, route in enumerate(routes)
+        ]
+        result[model_id] = {**body, "providers": checked_routes}
+    return result
+
+
+def unix_timestamp(value: object, key: str) -> int:
+    """A ``created`` value (unix seconds, a YAML date, or ``YYYY-MM-DD``) as unix seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"not a unix timestamp or YYYY-MM-DD date: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(key, "must not be negative")
+        return value
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(key, f"not a unix timestamp or YYYY-MM-DD date: {value!r}") from None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return int(moment.timestamp())
+    if isinstance(value, dt.date):
+        return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp())
+    raise ConfigError(key, f"not a unix timestamp or YYYY-MM-DD date: {value!r}")
+
+
+# --- file and interpolation ---------------------------------------------------------------
+
+
+def _config_file(config_path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    source = "config_path"
+    if config_path is None or str(config_path) == "":
+        config_path = env.get("AISTATS_CONFIG") or None
+        source = "AISTATS_CONFIG"
+    if config_path is None:
+        return None
+    path = Path(config_path).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if not path.is_file():
+        raise ConfigError(source, f"config file not found: {path}")
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read config file: {exc}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(where, f"invalid YAML: {problem}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(str(path), "the config file must be a mapping of keys to values")
+    return doc
+
+
+def _interpolate(node: Any, env: Mapping[str, str], key: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string value of a YAML tree."""
+    if isinstance(node, str):
+        return _interpolate_text(node, env, key)
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, _join(key, k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{key}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _interpolate_text(text: str, env: Mapping[str, str], key: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "$${":
+            return "${"
+        body = match.group(1)
+        if body is None:
+            raise ConfigError(key, "unterminated '${' (write '$${' for a literal '${')")
+        name, has_default, default = body.partition(":-")
+        if not _VAR_NAME.fullmatch(name):
+            raise ConfigError(key, f"invalid variable reference '${{{body}}}'")
+        value = env.get(name)
+        if has_default and not value:
+            return default
+        return value or ""
+
+    return _VAR_TOKEN.sub(replace, text)
+
+
+def _join(prefix: str, name: object) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)
+
+
+# --- scalar helpers -----------------------------------------------------------------------
+
+
+def _mapping(value: object, key: str, allowed: frozenset[str] | None = None) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a mapping, not {type(value).__name__}")
+    if allowed is not None:
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            raise ConfigError(
+                _join(key, unknown[0]), f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+            )
+    return value
+
+
+def _env_or(env: Mapping[str, str], var: str, file_value: object, default: object) -> object:
+    """The environment variable when set and non-empty, else the file value, else the default."""
+    value = env.get(var)
+    if value:
+        return value
+    return default if file_value is None else file_value
+
+
+def _where(env: Mapping[str, str], var: str, key: str) -> str:
+    return var if env.get(var) else key
+
+
+def _int_in_range(value: object, key: str, low: int, high: int | None) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None:
+        raise ConfigError(key, f"must be a whole number, not {value!r}")
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(key, f"must be {bounds}, not {number}")
+    return number
+
+
+def _positive_number(value: object, key: str) -> float:
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not number > 0 or number == float("inf"):
+        raise ConfigError(key, f"must be a positive number of seconds, not {value!r}")
+    return number
+
+
+def _optional_str(env: Mapping[str, str], var: str, file_value: object, key: str) -> str | None:
+    value = _env_or(env, var, file_value, None)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a string")
+    return value or None
+
+
+def _http_url(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, "must be an http(s) URL")
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"must be an http(s) URL, not {url!r}")
+    return url.rstrip("/")
+
+
+# --- storage locations --------------------------------------------------------------------
+
+
+def _data_dir(env: Mapping[str, str], file_value: object, config_path: Path | None) -> Path:
+    if env.get("AISTATS_DATA_DIR"):
+        return (Path.cwd() / Path(env["AISTATS_DATA_DIR"]).expanduser()).resolve()
+    if file_value is None or file_value == "":
+        return (Path.cwd() / "data").resolve()
+    if not isinstance(file_value, str):
+        raise ConfigError("data_dir", "must be a directory path")
+    base = config_path.parent if config_path is not None else Path.cwd()
+    return (base / Path(file_value).expanduser()).resolve()
+
+
+_DB_SCHEMES = {
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def _database_url(env: Mapping[str, str], file_value: object, data_dir: Path) -> str:
+    key = _where(env, "AISTATS_DATABASE_URL", "database_url")
+    value = _env_or(env, "AISTATS_DATABASE_URL", file_value or None, None)
+    if value is None:
+        return f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}"
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a database URL string")
+    scheme, sep, rest = value.strip().partition("://")
+    if not sep or scheme not in _DB_SCHEMES:
+        # Only the scheme is shown: the rest of the URL may hold a password.
+        raise ConfigError(
+            key,
+            f"unsupported database URL scheme {scheme!r} (expected sqlite+aiosqlite:// or postgresql+asyncpg://)",
+        )
+    # The gateway is async: plain sqlite:// and postgresql:// mean their async drivers.
+    return f"{_DB_SCHEMES[scheme]}://{rest}"
+
+
+def _redis_url(env: Mapping[str, str], file_value: object) -> str | None:
+    key = _where(env, "AISTATS_REDIS_URL", "redis_url")
+    value = _env_or(env, "AISTATS_REDIS_URL", file_value or None, None)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a redis:// URL string")
+    scheme = value.strip().partition("://")[0]
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            key, f"unsupported Redis URL scheme {scheme!r} (expected redis://, rediss:// or unix://)"
+        )
+    return value.strip()
+
+
+# --- providers ----------------------------------------------------------------------------
+
+
+def _providers(section: object, raw_section: object, env: Mapping[str, str]) -> dict[str, ProviderConfig]:
+    configured = _mapping(section, "providers")
+    raw = raw_section if isinstance(raw_section, dict) else {}
+    providers: dict[str, ProviderConfig] = {}
+    for name, builtin in _BUILTIN_PROVIDERS.items():
+        if name not in configured:
+            providers[name] = ProviderConfig(
+                name=name,
+                type=builtin.type,
+                base_url=_http_url(
+                    env.get(builtin.base_url_env) or _DEFAULT_BASE_URLS[builtin.type], builtin.base_url_env
+                ),
+                api_key=env.get(builtin.key_env) or None,
+                api_key_env=builtin.key_env,
+            )
+    for name, spec in configured.items():
+        if not isinstance(name, str) or not name.strip() or "/" in name:
+            raise ConfigError(f"providers.{name}", "provider name must be a non-empty string without '/'")
+        raw_spec = raw.get(name)
+        providers[name] = _provider(name, spec, raw_spec if isinstance(raw_spec, dict) else {}, env)
+    return providers
+
+
+def _provider(name: str, spec: object, raw: dict[str, Any], env: Mapping[str, str]) -> ProviderConfig:
+    key = f"providers.{name}"
+    body = _mapping(spec, key, allowed=_PROVIDER_KEYS)
+    builtin = _BUILTIN_PROVIDERS.get(name)
+
+    ptype = body.get("type", builtin.type if builtin else None)
+    if ptype is None:
+        raise ConfigError(f"{key}.type", f"required (one of: {', '.join(PROVIDER_TYPES)})")
+    if ptype not in PROVIDER_TYPES:
+        raise ConfigError(
+            f"{key}.type", f"unknown provider type {ptype!r} (expected one of: {', '.join(PROVIDER_TYPES)})"
+        )
+
+    base_url_value = body.get("base_url")
+    if base_url_value is None and builtin is not None:
+        base_url_value = env.get(builtin.base_url_env) or None
+    if base_url_value is None:
+        base_url_value = _DEFAULT_BASE_URLS.get(ptype)
+    if base_url_value is None:
+        raise ConfigError(f"{key}.base_url", f"required for type {ptype}")
+    base_url = _http_url(base_url_value, f"{key}.base_url")
+
+    key_env = body.get("api_key_env")
+    if key_env is not None and (not isinstance(key_env, str) or not _VAR_NAME.fullmatch(key_env)):
+        raise ConfigError(f"{key}.api_key_env", "must be an environment variable name")
+    raw_key = raw.get("api_key")
+    if key_env is None and isinstance(raw_key, str):
+        ref = _WHOLE_VAR_REF.fullmatch(raw_key.strip())
+        key_env = ref.group(1) if ref else None
+    if key_env is None and builtin is not None:
+        key_env = builtin.key_env
+
+    api_key = body.get("api_key")
+    if api_key is None:
+        # No key written: the provider's variable (the usual one for built-in names) fills it.
+        api_key = env.get(key_env) if key_env else None
+    elif not isinstance(api_key, str):
+        raise ConfigError(f"{key}.api_key", "must be a string")
+
+    timeouts = _mapping(body.get("timeouts"), f"{key}.timeouts", allowed=_TIMEOUT_KEYS)
+    connect_timeout = _positive_number(timeouts.get("connect", 10.0), f"{key}.timeouts.connect")
+    read_timeout = _positive_number(timeouts.get("read", 300.0), f"{key}.timeouts.read")
+
+    headers: dict[str, str] = {}
+    for header, value in _mapping(body.get("headers"), f"{key}.headers").items():
+        if not isinstance(header, str) or not header.strip():
+            raise ConfigError(f"{key}.headers", "header names must be non-empty strings")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{key}.headers.{header}", "header value must be a string")
+        headers[header] = str(value)
+
+    return ProviderConfig(
+        name=name,
+        type=ptype,
+        base_url=base_url,
+        api_key=(api_key or "").strip() or None,
+        api_key_env=key_env,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        headers=headers,
+    )
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def _validate_route(route: object, key: str, providers: Collection[str], free: bool) -> dict[str, Any]:
+    body = _mapping(route, key, allowed=_ROUTE_KEYS)
+    if not body:
+        raise ConfigError(key, "must be a mapping with provider, model and price")
+    provider = body.get("provider")
+    if not isinstance(provider, str) or not provider:
+        raise ConfigError(f"{key}.provider", "required: the name of a provider")
+    if provider not in providers:
+        raise ConfigError(
+            f"{key}.provider", f"unknown provider {provider!r} (known: {', '.join(sorted(providers))})"
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{key}.model", "required: the provider's own model id, a string")
+    if "price" not in body:
+        raise ConfigError(f"{key}.price", "required: {input, output[, cached_input]} in USD per 1M tokens")
+    price = _mapping(body["price"], f"{key}.price", allowed=_PRICE_KEYS)
+    for part in ("input", "output"):
+        if part not in price:
+            raise ConfigError(f"{key}.price.{part}", "required: USD per 1M tokens as a decimal string")
+    for part, value in price.items():
+        try:
+            nanos = parse_price(value)
+        except PriceError as exc:
+            raise ConfigError(f"{key}.price.{part}", str(exc)) from None
+        if free and nanos != 0:
+            raise ConfigError(f"{key}.price.{part}", f"a ':free' model must cost 0, not {value!r}")
+    for limit in ("context_length", "max_output_tokens"):
+        if limit in body:
+            _int_in_range(body[limit], f"{key}.{limit}", 1, None)
+    return {**body, "price": dict(price)}
