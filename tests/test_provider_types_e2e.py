@@ -1,0 +1,84 @@
+"""Each provider type reaches the right endpoint of its provider, with its key as a bearer token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.harness import TEST_PEPPER, Admin, GatewayServer, gateway_settings
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "base_path", "surface", "expected_path"),
+    [
+        ("openai", "/v1", "responses", "/v1/responses"),
+        ("xai", "/v1", "responses", "/v1/responses"),
+        ("openai_compatible", "/v1", "responses", "/v1/chat/completions"),
+        ("google", "", "responses", "/v1beta/openai/chat/completions"),
+        ("anthropic", "", "chat", "/v1/chat/completions"),
+    ],
+)
+def test_provider_type_reaches_its_endpoint(
+    tmp_path: Path,
+    fake_server: FakeOpenAIServer,
+    provider_type: str,
+    base_path: str,
+    surface: str,
+    expected_path: str,
+) -> None:
+    config = {
+        "providers": {
+            "upstream": {
+                "type": provider_type,
+                "base_url": fake_server.root_url + base_path,
+                "api_key": "sk-fake",
+            }
+        },
+        "models": {
+            "test/model:free": {
+                "providers": [
+                    {"provider": "upstream", "model": "up-model", "price": {"input": "0", "output": "0"}}
+                ]
+            }
+        },
+    }
+    settings = gateway_settings(tmp_path, config)
+    key, _ = Admin(settings).create_key()
+    with GatewayServer(settings) as gateway:
+        client = gateway.openai(key)
+        if surface == "responses":
+            text = client.responses.create(model="test/model:free", input="Reply with: routed").output_text
+        else:
+            completion = client.chat.completions.create(
+                model="test/model:free", messages=[{"role": "user", "content": "Reply with: routed"}]
+            )
+            text = completion.choices[0].message.content or ""
+    assert text == "routed"
+    sent = fake_server.fake.requests[-1]
+    assert sent.path == expected_path
+    assert sent.headers["authorization"] == "Bearer sk-fake"
+    assert sent.body["model"] == "up-model"
+
+
+def test_builtin_google_provider_is_configured_from_the_environment(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
+    from aistats_gateway.settings import load_settings
+
+    env = {
+        "AISTATS_DATA_DIR": str(tmp_path / "data"),
+        "AISTATS_KEY_PEPPER": TEST_PEPPER,
+        "GEMINI_API_KEY": "sk-fake",
+        "GEMINI_BASE_URL": fake_server.root_url,
+    }
+    settings = load_settings(None, env=env)
+    key, _ = Admin(settings).create_key()
+    with GatewayServer(settings) as gateway:
+        response = gateway.openai(key).responses.create(
+            model="google/gemma-3-27b:free", input="Reply with: quickstart works"
+        )
+    assert response.output_text == "quickstart works"
+    assert fake_server.fake.requests[-1].path == "/v1beta/openai/chat/completions"
+    assert fake_server.fake.requests[-1].body["model"] == "gemma-3-27b-it"
