@@ -163,3 +163,49 @@ def test_every_response_carries_a_generation_id(live: Live) -> None:
         ):
             response = http.request(method, path)
             assert response.headers["x-generation-id"].startswith("gen_"), path
+
+
+def test_client_disconnect_mid_stream_records_a_cancelled_generation(live: Live) -> None:
+    live.fake.enqueue(Behaviour(text=" ".join(f"w{i}" for i in range(40)), chunk_delay=0.05))
+    with (
+        httpx.Client(base_url=live.gateway.base_url, timeout=10) as http,
+        http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": FREE, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            headers={"authorization": f"Bearer {live.key}"},
+        ) as response,
+    ):
+        generation_id = response.headers["x-generation-id"]
+        lines = response.iter_lines()
+        next(lines)
+        next(lines)
+        # Leaving the block closes the connection long before the 40 words are sent.
+
+    def record() -> dict | None:
+        found = httpx.get(
+            f"{live.gateway.base_url}/v1/generations?id={generation_id}",
+            headers={"authorization": f"Bearer {live.key}"},
+        )
+        return found.json()["data"] if found.status_code == 200 else None
+
+    data = wait_for(record, timeout=5)
+    assert data["status"] == "cancelled" and data["streamed"] is True
+    assert data["error"] == "client disconnected"
+
+
+def test_stream_without_provider_usage_is_billed_from_an_estimate(live: Live) -> None:
+    _fund(live)
+    live.fake.enqueue(Behaviour(text="no usage here", omit_usage=True))
+    raw = live.client().chat.completions.with_raw_response.create(
+        model=PAID,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    generation_id = raw.headers["x-generation-id"]
+    chunks = list(raw.parse())
+    assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["cost"] > 0  # type: ignore[index]
+    data = live.client().get(f"/generations?id={generation_id}", cast_to=httpx.Response).json()["data"]
+    assert data["cost_nanos"] > 0 and "estimated" in data["error"]
+    assert data["usage"]["output_tokens"] == 4  # "no usage here": 13 characters at 4 per token, rounded up

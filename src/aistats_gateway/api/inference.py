@@ -24,6 +24,7 @@ from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamReply
 from ..state import AppState
 
+USAGE_ESTIMATED = "usage not reported by the provider; estimated from text length"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -119,10 +120,8 @@ class InferenceEndpoint:
         completed = exchange.read(data, ctx)
         usage, note = completed.usage, None
         if usage is None:
-            usage, note = (
-                estimate_usage(body_bytes, len(data)),
-                "usage not reported by the provider; estimated",
-            )
+            usage = estimate_usage(body_bytes, completed.output_chars)
+            note = USAGE_ESTIMATED
         cost = generation.cost_of(usage)
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
         status = "incomplete" if completed.finish_reason in ("length", "max_output_tokens") else "completed"
@@ -182,7 +181,8 @@ class InferenceEndpoint:
                     yield frame
             usage, note = translator.usage, None
             if usage is None:
-                usage, note = estimate_usage(body_bytes, 0), "usage not reported by the provider; estimated"
+                usage = estimate_usage(body_bytes, translator.output_chars)
+                note = "usage not reported by the provider; estimated"
             cost = generation.cost_of(usage)
             final = translator.finish(nanos_to_usd(cost))
             status = (

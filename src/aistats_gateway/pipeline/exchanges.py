@@ -38,6 +38,18 @@ class Completed:
     payload: dict[str, Any]
     usage: Usage | None
     finish_reason: str | None
+    output_chars: int = 0  # generated text, for an estimate when the provider reports no usage
+
+
+def chat_output_chars(chunk: dict[str, Any]) -> int:
+    """Characters of text and tool arguments in a chat completion or chunk."""
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or choice.get("message") or {}
+        total += len(delta.get("content") or "")
+        for call in delta.get("tool_calls") or ():
+            total += len((call.get("function") or {}).get("arguments") or "")
+    return total
 
 
 class StreamTranslator(Protocol):
@@ -45,6 +57,8 @@ class StreamTranslator(Protocol):
     def usage(self) -> Usage | None: ...
     @property
     def finish_reason(self) -> str | None: ...
+    @property
+    def output_chars(self) -> int: ...
 
     def start(self) -> list[bytes]: ...
     def feed(self, event: ServerSentEvent) -> list[bytes]: ...
@@ -116,6 +130,7 @@ class ChatStreamPassthrough:
         self._ctx = ctx
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.output_chars = 0
         self._usage_chunk: dict[str, Any] | None = None
 
     def start(self) -> list[bytes]:
@@ -129,6 +144,7 @@ class ChatStreamPassthrough:
             raise GatewayError("provider_error", str((chunk["error"] or {}).get("message") or chunk["error"]))
         chunk["id"] = self._ctx.generation_id
         chunk["model"] = self._ctx.model_id
+        self.output_chars += chat_output_chars(chunk)
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai_chat(usage)
@@ -220,6 +236,7 @@ class ResponsesStreamPassthrough:
         self._response_id = derive(ctx.generation_id, "resp_")
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.output_chars = 0  # OpenAI always reports usage in response.completed
         self._terminal: tuple[str, dict[str, Any]] | None = None
         self._last_sequence = -1
 
@@ -276,7 +293,12 @@ class ResponsesViaChat:
     def read(self, upstream: bytes, ctx: Context) -> Completed:
         chat = _json_object(upstream, "chat completion")
         choices = chat.get("choices") or [{}]
-        return Completed(chat, Usage.from_openai_chat(chat.get("usage")), choices[0].get("finish_reason"))
+        return Completed(
+            chat,
+            Usage.from_openai_chat(chat.get("usage")),
+            choices[0].get("finish_reason"),
+            chat_output_chars(chat),
+        )
 
     def finalize(self, completed: Completed, ctx: Context, cost_usd: float) -> bytes:
         response = openai_responses.chat_response_to_responses(
@@ -303,6 +325,7 @@ class ResponsesStreamViaChat:
             created_at=ctx.created,
             request=ctx.request,
         )
+        self.output_chars = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -321,6 +344,7 @@ class ResponsesStreamViaChat:
         chunk = _json_object(event.data, "stream chunk")
         if "error" in chunk and "choices" not in chunk:
             raise GatewayError("provider_error", str((chunk["error"] or {}).get("message") or chunk["error"]))
+        self.output_chars += chat_output_chars(chunk)
         return self._builder.feed(chunk)
 
     def finish(self, cost_usd: float) -> list[bytes]:
