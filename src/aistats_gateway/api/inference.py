@@ -195,11 +195,9 @@ class InferenceEndpoint:
                 yield frame
         except (UpstreamFailure, GatewayError) as exc:
             error = to_gateway_error(exc) if isinstance(exc, UpstreamFailure) else exc
-            usage = translator.usage
             generation.close(
                 "failed",
-                usage=usage,
-                cost=generation.cost_of(usage) if usage else 0,
+                usage=translator.usage,
                 finish_reason=translator.finish_reason,
                 error=f"{error.reason}: {error.message}",
             )
@@ -208,11 +206,9 @@ class InferenceEndpoint:
         finally:
             reply.release()
             if not generation.closed:  # the client went away mid-stream
-                usage = translator.usage
                 generation.close(
                     "cancelled",
-                    usage=usage,
-                    cost=generation.cost_of(usage) if usage else 0,
+                    usage=translator.usage,
                     finish_reason=translator.finish_reason,
                     error="client disconnected",
                 )

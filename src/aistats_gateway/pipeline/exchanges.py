@@ -85,6 +85,13 @@ def _json_object(data: bytes | str, what: str) -> dict[str, Any]:
     return value
 
 
+def usage_with_cost(
+    upstream: dict[str, Any] | None, fallback: dict[str, Any], cost_usd: float
+) -> dict[str, Any]:
+    """The provider's usage object as sent (else ``fallback``) plus the gateway's ``cost`` in USD."""
+    return {**(upstream or fallback), "cost": cost_usd}
+
+
 def stream_error_payload(error: GatewayError) -> dict[str, Any]:
     """The ``error`` object sent inside a stream (OpenAI shape plus the gateway's reason)."""
     return {"message": error.message, "type": error.reason, "code": error.code or error.reason, "param": None}
@@ -114,9 +121,9 @@ class ChatPassthrough:
         payload = completed.payload
         payload["id"] = ctx.generation_id
         payload["model"] = ctx.model_id
-        usage = (completed.usage or Usage()).to_openai_chat() | (payload.get("usage") or {})
-        usage["cost"] = cost_usd
-        payload["usage"] = usage
+        payload["usage"] = usage_with_cost(
+            payload.get("usage"), (completed.usage or Usage()).to_openai_chat(), cost_usd
+        )
         return orjson.dumps(payload)
 
     def translator(self, ctx: Context) -> StreamTranslator:
@@ -173,9 +180,9 @@ class ChatStreamPassthrough:
                 "model": self._ctx.model_id,
                 "choices": [],
             }
-            usage = (self.usage or Usage()).to_openai_chat() | (chunk.get("usage") or {})
-            usage["cost"] = cost_usd
-            chunk["usage"] = usage
+            chunk["usage"] = usage_with_cost(
+                chunk.get("usage"), (self.usage or Usage()).to_openai_chat(), cost_usd
+            )
             frames.append(encode_data(orjson.dumps(chunk)))
         frames.append(DONE_FRAME)
         return frames
@@ -219,9 +226,9 @@ class ResponsesPassthrough:
         payload = completed.payload
         payload["id"] = derive(ctx.generation_id, "resp_")
         payload["model"] = ctx.model_id
-        usage = (completed.usage or Usage()).to_openai_responses() | (payload.get("usage") or {})
-        usage["cost"] = cost_usd
-        payload["usage"] = usage
+        payload["usage"] = usage_with_cost(
+            payload.get("usage"), (completed.usage or Usage()).to_openai_responses(), cost_usd
+        )
         return orjson.dumps(payload)
 
     def translator(self, ctx: Context) -> StreamTranslator:
@@ -270,9 +277,9 @@ class ResponsesStreamPassthrough:
             raise GatewayError("provider_error", "The provider's stream ended before the response completed")
         name, payload = self._terminal
         response = payload["response"]
-        usage = (self.usage or Usage()).to_openai_responses() | (response.get("usage") or {})
-        usage["cost"] = cost_usd
-        response["usage"] = usage
+        response["usage"] = usage_with_cost(
+            response.get("usage"), (self.usage or Usage()).to_openai_responses(), cost_usd
+        )
         return [encode_event(name, orjson.dumps(payload))]
 
     def fail(self, error: GatewayError) -> list[bytes]:

@@ -69,14 +69,19 @@ class Generation:
         status: str,
         *,
         usage: Usage | None = None,
-        cost: int = 0,
+        cost: int | None = None,
         finish_reason: str | None = None,
         error: str | None = None,
     ) -> None:
-        """Settle (or release) the reservation and queue the record. Safe to call once only."""
+        """Settle (or release) the reservation and queue the record; later calls do nothing.
+
+        Without ``usage`` nothing is charged; ``cost`` defaults to the price of ``usage``.
+        """
         if self.closed or self.principal is None:
             return
         self.closed = True
+        if cost is None:
+            cost = self.cost_of(usage) if usage is not None else 0
         charge = None
         if self.reservation is not None:
             if usage is not None:
