@@ -1,0 +1,74 @@
+"""Async engine creation for the two supported databases: SQLite (aiosqlite) and Postgres (asyncpg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 5
+
+# A bare driver name means "the async driver we ship".
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """The embedded database: ``gateway.db`` in the data dir."""
+    return f"sqlite+aiosqlite:///{Path(data_dir).expanduser().resolve() / 'gateway.db'}"
+
+
+def normalize_url(url: str) -> URL:
+    """Parse ``url`` and swap a bare ``sqlite://`` / ``postgresql://`` for the async driver."""
+    parsed = make_url(url)
+    drivername = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    if drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
+        )
+    return parsed.set(drivername=drivername)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``url``, configured for the gateway's access pattern.
+
+    SQLite: the parent directory is created; every connection runs in WAL mode with a 5 s
+    busy timeout and foreign keys on. Postgres: a bounded, pre-pinged pool.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(parsed)
+    return create_async_engine(
+        parsed,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_pre_ping=True,
+    )
+
+
+def _create_sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching a new file to WAL needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()

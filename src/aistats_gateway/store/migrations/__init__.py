@@ -1,0 +1,1 @@
+"""Alembic migration environment for the store (run through ``aistats_gateway.store.migrate``)."""

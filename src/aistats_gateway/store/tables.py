@@ -1,0 +1,142 @@
+"""SQLAlchemy Core tables: the schema the repositories read and write.
+
+The schema itself is created by the Alembic migrations (``store/migrations/versions``), never by
+``metadata.create_all``; these definitions must stay in step with the latest migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY`` (the rowid alias), not ``BIGINT``.
+BigIntegerPk = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every dialect.
+
+    SQLite keeps no offset, so values are normalised to UTC on the way in and get ``UTC``
+    attached on the way out; Postgres stores ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Constraint names are spelled out so migrations can refer to them on every dialect.
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Text, primary_key=True),  # ws_<ulid, lower case>
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("kid", Text, primary_key=True),  # 12 chars [a-z0-9]
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("secret_hash", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), primary_key=True),
+    Column("balance_nano", BigInteger, nullable=False, server_default="0"),
+    Column("granted_total_nano", BigInteger, nullable=False, server_default="0"),
+    Column("spent_total_nano", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigIntegerPk, primary_key=True, autoincrement=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", Text, nullable=False),  # 'grant' | 'charge' | 'adjustment'
+    Column("amount_nano", BigInteger, nullable=False),  # signed: charges are negative
+    # UNIQUE: at most one charge per generation, which makes settling idempotent.
+    Column("generation_id", Text, nullable=True, unique=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_ledger_entries_workspace_id", "workspace_id"),
+)
+
+generations = Table(
+    "generations",
+    metadata,
+    Column("id", Text, primary_key=True),  # gen_<ULID>
+    Column("workspace_id", Text, nullable=False),
+    Column("key_id", Text, nullable=True),
+    Column("endpoint", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("provider", Text, nullable=True),
+    Column("upstream_model", Text, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("streamed", Boolean, nullable=False),
+    Column("finish_reason", Text, nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("cached_input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=True),
+    Column("ttft_ms", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_generations_workspace_created", "workspace_id", "created_at"),
+    Index("ix_generations_key_id", "key_id"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+ALL_TABLES = ("workspaces", "api_keys", "wallets", "ledger_entries", "generations", "meta")

@@ -1,0 +1,192 @@
+"""The batched writer on real databases (SQLite and Postgres through ``database_url``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from aistats_gateway.store.records import Charge, GenerationRecord
+from aistats_gateway.store.repositories import Store
+from aistats_gateway.store.tables import generations, ledger_entries
+from aistats_gateway.store.writer import BatchedWriter
+
+from .test_store import charge_for, make_record, with_store
+
+
+class FlakyStore(Store):
+    """A real store whose first ``failures`` batch writes fail.
+
+    With ``after_commit`` the batch is committed first and the failure comes after it, like a
+    connection lost before the commit was acknowledged: the writer must retry without charging twice.
+    """
+
+    def __init__(self, store: Store, failures: int, *, after_commit: bool = False) -> None:
+        super().__init__(store.engine)
+        self.failures_left = failures
+        self.after_commit = after_commit
+        self.calls = 0
+
+    async def write_batch(self, generations_: list[GenerationRecord], charges: list[Charge]) -> None:
+        self.calls += 1
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            if self.after_commit:
+                await super().write_batch(generations_, charges)
+            raise OperationalError("INSERT ...", {}, ConnectionResetError("connection reset by peer"))
+        await super().write_batch(generations_, charges)
+
+
+async def count_rows(store: Store) -> tuple[int, int]:
+    async with store.engine.connect() as conn:
+        gens = (await conn.execute(select(func.count()).select_from(generations))).scalar_one()
+        ledger = (await conn.execute(select(func.count()).select_from(ledger_entries))).scalar_one()
+    return int(gens), int(ledger)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+def test_stop_drains_every_submitted_record_in_batches(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 10_000_000)
+        flushed: list[Charge] = []
+        writer = BatchedWriter(store, on_flushed=flushed.extend)
+        writer.start()
+        records = [make_record(ws.id, cost=i) for i in range(1000)]
+        for record in records:
+            writer.submit(record, charge_for(record))
+        assert writer.queue_depth == 1000
+        await writer.stop()
+
+        assert writer.queue_depth == 0
+        assert await count_rows(store) == (1000, 1000 + 1)  # + the grant
+        assert writer.flush_count == 2  # max_batch 500
+        assert sorted(c.generation_id for c in flushed) == sorted(r.id for r in records)
+        spent = sum(range(1000))
+        wallet = await store.get_wallet(ws.id)
+        assert (wallet.balance_nano, wallet.spent_total_nano) == (10_000_000 - spent, spent)
+
+    with_store(database_url, body)
+
+
+def test_records_are_written_within_max_delay_in_one_batch(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        writer = BatchedWriter(store, max_batch=100, max_delay=0.05)
+        writer.start()
+        try:
+            records = [make_record(ws.id) for _ in range(5)]
+            for record in records:
+                writer.submit(record, None)  # a record without a charge
+            await wait_until(lambda: writer.flush_count >= 1, timeout=2.0)
+            assert writer.flush_count == 1
+            assert await count_rows(store) == (5, 0)
+        finally:
+            await writer.stop()
+
+    with_store(database_url, body)
+
+
+def test_batches_are_capped_at_max_batch(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        sizes: list[int] = []
+        writer = BatchedWriter(store, max_batch=10, on_flushed=lambda charges: sizes.append(len(charges)))
+        for _ in range(25):
+            record = make_record(ws.id, cost=1)
+            writer.submit(record, charge_for(record))
+        writer.start()
+        await writer.stop()
+        assert sizes == [10, 10, 5]
+        assert await count_rows(store) == (25, 25)
+
+    with_store(database_url, body)
+
+
+def test_pending_returns_a_record_until_it_is_written(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        writer = BatchedWriter(store)
+        record = make_record(ws.id, cost=3)
+        writer.submit(record, charge_for(record))
+        assert writer.pending(record.id) is record
+        assert await store.get_generation(record.id) is None
+
+        writer.start()
+        await wait_until(lambda: writer.flush_count == 1)
+        assert writer.pending(record.id) is None
+        assert await store.get_generation(record.id) == record
+        await writer.stop()
+
+    with_store(database_url, body)
+
+
+def test_a_failed_batch_is_kept_and_retried_until_written(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000)
+        flaky = FlakyStore(store, failures=2)
+        writer = BatchedWriter(flaky, retry_initial_delay=0.01)
+        writer.start()
+        records = [make_record(ws.id, cost=10) for _ in range(5)]
+        for record in records:
+            writer.submit(record, charge_for(record))
+        await wait_until(lambda: writer.flush_count == 1)
+        assert flaky.calls == 3
+        assert writer.queue_depth == 0
+        assert await count_rows(store) == (5, 5 + 1)
+        assert (await store.get_wallet(ws.id)).balance_nano == 1_000 - 50
+        await writer.stop()
+
+    with_store(database_url, body)
+
+
+def test_retrying_a_batch_that_did_commit_does_not_charge_twice(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000)
+        flaky = FlakyStore(store, failures=1, after_commit=True)
+        writer = BatchedWriter(flaky, retry_initial_delay=0.01)
+        writer.start()
+        record = make_record(ws.id, cost=300)
+        writer.submit(record, charge_for(record))
+        await writer.stop()
+        assert flaky.calls == 2
+        wallet = await store.get_wallet(ws.id)
+        assert (wallet.balance_nano, wallet.spent_total_nano) == (700, 300)
+        assert await store.ledger_sum(ws.id) == 700
+
+    with_store(database_url, body)
+
+
+def test_stop_gives_up_after_bounded_retries_and_keeps_the_records(database_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        broken = FlakyStore(store, failures=10**9)
+        writer = BatchedWriter(broken, retry_initial_delay=0.01, drain_attempts=3)
+        writer.start()
+        record = make_record(ws.id, cost=1)
+        writer.submit(record, charge_for(record))
+        started = time.monotonic()
+        await asyncio.wait_for(writer.stop(), timeout=5.0)
+        assert time.monotonic() - started < 2.0
+        assert writer.queue_depth == 1  # not lost: still queued for a later start()
+        assert writer.pending(record.id) is record
+        assert writer.flush_count == 0
+
+        broken.failures_left = 0  # the database is back
+        writer.start()
+        await writer.stop()
+        assert writer.queue_depth == 0
+        assert await store.get_generation(record.id) == record
+
+    with_store(database_url, body)
