@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.account import AccountEndpoints
 from .api.errors import GatewayError, error_response
@@ -75,7 +76,7 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
     return state, StateRefresher(store, keys, wallets, interval=refresh_interval)
 
 
-def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.5) -> Starlette:
+def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.5) -> GatewayApp:
     """The gateway ASGI app; ``settings`` default to the config file and environment.
 
     ``refresh_interval`` is how often keys and wallets are reloaded from the database; it bounds
@@ -101,11 +102,12 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             await state.upstream.close()
             await state.store.engine.dispose()
 
-    chat = InferenceEndpoint(state, "chat")
-    responses = InferenceEndpoint(state, "responses")
+    inference = {
+        "/v1/chat/completions": InferenceEndpoint(state, "chat"),
+        "/v1/responses": InferenceEndpoint(state, "responses"),
+    }
     routes = [
-        Route("/v1/chat/completions", chat.handle, methods=["POST"]),
-        Route("/v1/responses", responses.handle, methods=["POST"]),
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in inference.items()),
         *ModelsEndpoints(state.catalog, state.router).routes(),
         *AccountEndpoints(state).routes(),
         *HealthEndpoint(state, refresher).routes(),
@@ -116,4 +118,21 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.gateway = state  # for tests and tools; endpoints get it explicitly
-    return app
+    return GatewayApp(inference, app)
+
+
+class GatewayApp:
+    """The ASGI entry point: inference POSTs go straight to their handler, the rest to Starlette."""
+
+    def __init__(self, fast_routes: Mapping[str, ASGIApp], fallback: Starlette) -> None:
+        self._fast_routes = fast_routes
+        self._fallback = fallback
+        self.state = fallback.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self._fast_routes.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self._fallback(scope, receive, send)

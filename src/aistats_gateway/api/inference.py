@@ -6,13 +6,11 @@ settle, and queue the usage record; no database round trip anywhere on this path
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-
-from ..api.errors import GatewayError, error_response
+from ..api.errors import GatewayError
 from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
 from ..money import nanos_to_usd
@@ -23,9 +21,11 @@ from ..pipeline.routing import Candidate, Plan
 from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamReply
 from ..state import AppState
+from .asgi import Receive, Reply, Scope, Send, header_values, read_body
+
+log = logging.getLogger(__name__)
 
 USAGE_ESTIMATED = "usage not reported by the provider; estimated from text length"
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _reservation_amount(plan: Plan, request: InferenceRequest, body_bytes: int) -> int:
@@ -52,12 +52,27 @@ class InferenceEndpoint:
             headers["x-aistats-provider"] = generation.provider
         return headers
 
-    async def handle(self, request: Request) -> Response:
-        state = self._state
-        generation = Generation(new_generation_id(), self._surface, None, state.wallets, state.writer)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app for this surface's POST route."""
+        generation = Generation(
+            new_generation_id(), self._surface, None, self._state.wallets, self._state.writer
+        )
         try:
-            generation.principal = state.keys.authenticate(request.headers)
-            raw = await request.body()
+            reply = await self.handle(generation, scope, receive)
+        except Exception:  # a bug: answer 500 in the contract shape, keep the traceback in the log
+            log.exception("unhandled error serving %s", scope.get("path"))
+            error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
+            generation.close("failed", error="server_error")
+            reply = Reply.error(error, generation.id)
+        await reply.send(send, receive)
+
+    async def handle(self, generation: Generation, scope: Scope, receive: Receive) -> Reply:
+        state = self._state
+        try:
+            generation.principal = state.keys.authenticate(
+                header_values(scope, b"authorization", b"x-api-key")
+            )
+            raw = await read_body(receive)
             parsed = parse_inference_request(raw, self._surface)
             generation.model_id = parsed.model_id
             generation.streamed = parsed.stream
@@ -70,11 +85,11 @@ class InferenceEndpoint:
             return await self._attempts(generation, plan, parsed, ctx, len(raw))
         except GatewayError as error:
             generation.close("failed", error=f"{error.reason}: {error.message}")
-            return error_response(error, generation.id)
+            return Reply.error(error, generation.id)
 
     async def _attempts(
         self, generation: Generation, plan: Plan, parsed: InferenceRequest, ctx: Context, body_bytes: int
-    ) -> Response:
+    ) -> Reply:
         last_failure: UpstreamFailure | None = None
         for candidate in plan.candidates:
             exchange = choose_exchange(self._surface, candidate.provider.native_formats)
@@ -111,7 +126,7 @@ class InferenceEndpoint:
 
     async def _complete(
         self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
-    ) -> Response:
+    ) -> Reply:
         try:
             data = await reply.read()
         finally:
@@ -126,11 +141,11 @@ class InferenceEndpoint:
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
         status = "incomplete" if completed.finish_reason in ("length", "max_output_tokens") else "completed"
         generation.close(status, usage=usage, cost=cost, finish_reason=completed.finish_reason, error=note)
-        return Response(payload, media_type="application/json", headers=self._headers(generation))
+        return Reply.json(payload, self._headers(generation))
 
     async def _open_stream(
         self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
-    ) -> Response:
+    ) -> Reply:
         """Read until the first client frame exists, so failures before it can still fail over."""
         translator = exchange.translator(ctx)
         decoder = SSEDecoder()
@@ -154,9 +169,7 @@ class InferenceEndpoint:
             raise
         generation.mark_first_byte()
         body = self._relay(generation, translator, decoder, chunks, reply, first, body_bytes)
-        return StreamingResponse(
-            body, media_type="text/event-stream", headers={**SSE_HEADERS, **self._headers(generation)}
-        )
+        return Reply.sse(body, self._headers(generation))
 
     async def _relay(
         self,
