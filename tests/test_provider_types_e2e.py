@@ -82,3 +82,17 @@ def test_builtin_google_provider_is_configured_from_the_environment(
     assert response.output_text == "quickstart works"
     assert fake_server.fake.requests[-1].path == "/v1beta/openai/chat/completions"
     assert fake_server.fake.requests[-1].body["model"] == "gemma-3-27b-it"
+
+
+def test_upstream_connections_are_kept_alive_and_reused(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
+    from tests.harness import fake_provider_config
+
+    settings = gateway_settings(tmp_path, fake_provider_config(fake_server.base_url))
+    key, _ = Admin(settings).create_key()
+    with GatewayServer(settings) as gateway:
+        client = gateway.openai(key)
+        for _ in range(5):
+            client.responses.create(model="google/gemma-3-27b:free", input="hi")
+        pools = gateway.state.upstream._pools  # the one origin of the fake
+        (pool,) = pools.values()
+        assert len(pool.idle) == 1, "five sequential calls share one pooled connection"
