@@ -32,25 +32,52 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
-import logging
-import re
 import secrets
-import socket
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.common import (
+    DroppedConnection,
+    Prompt,
+    RecordedRequest,
+    ScriptedFake,
+    ThreadedServer,
+    json_response,
+    paced,
+    part_texts,
+    read_json,
+    recorded,
+    reply_text_for,
+    serve_forever,
+    split_arguments,
+    split_text,
+    streaming_response,
+)
+
+__all__ = [
+    "Behaviour",
+    "DroppedConnection",
+    "FakeOpenAI",
+    "FakeOpenAIServer",
+    "RecordedRequest",
+    "build_app",
+    "chat_chunks",
+    "chat_completion",
+    "main",
+    "openai_error",
+    "reply_text_for",
+    "response_frames",
+    "split_arguments",
+    "split_text",
+]
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
 
@@ -81,18 +108,8 @@ class Behaviour:
     omit_usage: bool = False
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the fake saw it: headers lower-cased, body parsed (None if not JSON)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class FakeOpenAI:
-    """State of the fake: the expected key, the behaviour queue and the recorded requests.
+class FakeOpenAI(ScriptedFake[Behaviour]):
+    """State of the fake: the expected key, the behaviour queue, the recorded requests, the models.
 
     Safe to script from the test thread while the server thread serves requests.
     """
@@ -104,46 +121,13 @@ class FakeOpenAI:
         default: Behaviour | None = None,
         models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
     ) -> None:
-        self.api_key = api_key
-        self.default = default if default is not None else Behaviour()
+        super().__init__(api_key=api_key, default=default if default is not None else Behaviour())
         self.models = list(models)
-        self.requests: list[RecordedRequest] = []
-        self._queue: deque[Behaviour] = deque()
-        self._lock = threading.Lock()
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Queue behaviours; each completion/response request consumes the next one."""
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def next_behaviour(self) -> Behaviour:
-        """The next queued behaviour, or :attr:`default` when the queue is empty."""
-        with self._lock:
-            return self._queue.popleft() if self._queue else self.default
-
-    @property
-    def pending(self) -> int:
-        """How many queued behaviours are not consumed yet."""
-        with self._lock:
-            return len(self._queue)
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def reset(self) -> None:
-        """Forget queued behaviours and recorded requests."""
-        with self._lock:
-            self._queue.clear()
-            self.requests.clear()
 
 
 # ---------------------------------------------------------------------------------------------
 # The reply a behaviour produces for a given input
 # ---------------------------------------------------------------------------------------------
-
-_REPLY_WITH = re.compile(r"Reply with:(.*)")
-_PIECE = re.compile(r"\s*\S+|\s+$")
 
 
 @dataclass
@@ -172,68 +156,25 @@ class _Reply:
         return split_text(self.text or "")
 
 
-def split_text(text: str) -> list[str]:
-    """Stream pieces of a reply text; ``"".join(split_text(t)) == t``."""
-    return _PIECE.findall(text)
-
-
-def split_arguments(arguments: str) -> list[str]:
-    """Stream fragments of a tool call's arguments (3 slices, fewer only for tiny strings)."""
-    if not arguments:
-        return [""]
-    size = -(-len(arguments) // 3)
-    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
-
-
-def reply_text_for(user_text: str) -> str:
-    """The default reply: ``X`` for ``Reply with: X``, else ``echo: <user text>``."""
-    match = _REPLY_WITH.search(user_text)
-    if match:
-        return match.group(1).strip()
-    return f"echo: {user_text}"
-
-
-def _part_texts(content: Any) -> list[str]:
-    """Text of a message content: a string, or a list of parts carrying ``text``."""
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-    return []
-
-
-@dataclass
-class _Prompt:
-    """What the fake needs to know about a request's input."""
-
-    last_user_text: str
-    characters: int
-    messages: int
-
-    @property
-    def tokens(self) -> int:
-        return self.characters // 4 + self.messages
-
-
-def _chat_prompt(body: dict[str, Any]) -> _Prompt:
+def _chat_prompt(body: dict[str, Any]) -> Prompt:
     messages = body.get("messages") or []
     characters = 0
     last_user = ""
     for message in messages:
         if not isinstance(message, dict):
             continue
-        texts = _part_texts(message.get("content"))
+        texts = part_texts(message.get("content"))
         for call in message.get("tool_calls") or []:
             arguments = (call.get("function") or {}).get("arguments")
             if isinstance(arguments, str):
                 texts.append(arguments)
         characters += sum(len(t) for t in texts)
         if message.get("role") == "user":
-            last_user = "\n".join(_part_texts(message.get("content")))
-    return _Prompt(last_user, characters, len(messages))
+            last_user = "\n".join(part_texts(message.get("content")))
+    return Prompt(last_user, characters, len(messages))
 
 
-def _responses_prompt(body: dict[str, Any]) -> _Prompt:
+def _responses_prompt(body: dict[str, Any]) -> Prompt:
     characters = 0
     messages = 0
     last_user = ""
@@ -243,20 +184,20 @@ def _responses_prompt(body: dict[str, Any]) -> _Prompt:
         messages += 1
     items = body.get("input")
     if isinstance(items, str):
-        return _Prompt(items, characters + len(items), messages + 1)
+        return Prompt(items, characters + len(items), messages + 1)
     for item in items or []:
         if not isinstance(item, dict):
             continue
         messages += 1
-        texts = _part_texts(item.get("content"))
+        texts = part_texts(item.get("content"))
         texts += [item[k] for k in ("arguments", "output") if isinstance(item.get(k), str)]
         characters += sum(len(t) for t in texts)
         if item.get("role") == "user" and item.get("type", "message") == "message":
-            last_user = "\n".join(_part_texts(item.get("content")))
-    return _Prompt(last_user, characters, messages)
+            last_user = "\n".join(part_texts(item.get("content")))
+    return Prompt(last_user, characters, messages)
 
 
-def _plan_reply(behaviour: Behaviour, prompt: _Prompt) -> _Reply:
+def _plan_reply(behaviour: Behaviour, prompt: Prompt) -> _Reply:
     tool_calls = [
         _ToolCall(
             name=str(call["name"]),
@@ -310,64 +251,6 @@ def openai_error(status: int, message: str | None = None) -> dict[str, Any]:
     kind, code = _ERROR_KINDS.get(status, ("server_error", None))
     text = message or f"The fake OpenAI server returned HTTP {status} as scripted."
     return {"error": {"message": text, "type": kind, "param": None, "code": code}}
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
-
-
-class DroppedConnection(Exception):
-    """Raised inside a stream to make uvicorn abort the connection mid-body (scripted drop)."""
-
-
-def _is_scripted_drop(record: logging.LogRecord) -> bool:
-    if not record.exc_info:
-        return False
-    exc = record.exc_info[1]
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(DroppedConnection) is not None
-    return isinstance(exc, DroppedConnection)
-
-
-class _HideScriptedDrops(logging.Filter):
-    """Keeps uvicorn from logging a traceback for drops the test asked for."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not _is_scripted_drop(record)
-
-
-def _log_config() -> dict[str, Any]:
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config.setdefault("filters", {})["hide_scripted_drops"] = {"()": _HideScriptedDrops}
-    config["handlers"]["default"]["filters"] = ["hide_scripted_drops"]
-    return config
-
-
-# ---------------------------------------------------------------------------------------------
-# Streaming helper
-# ---------------------------------------------------------------------------------------------
-
-
-async def _paced(
-    frames: Iterator[bytes], behaviour: Behaviour, closing: bytes | None
-) -> AsyncIterator[bytes]:
-    """Send frames with ``chunk_delay`` between them; abort after ``drop_after_chunks`` frames."""
-    sent = 0
-    for frame in frames:
-        if behaviour.drop_after_chunks is not None and sent >= behaviour.drop_after_chunks:
-            raise DroppedConnection(f"scripted drop after {sent} events")
-        if sent and behaviour.chunk_delay:
-            await asyncio.sleep(behaviour.chunk_delay)
-        yield frame
-        sent += 1
-    if behaviour.drop_after_chunks is not None:
-        raise DroppedConnection(f"scripted drop after {sent} events")
-    if closing is not None:
-        yield closing
-
-
-def _sse(frames: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,19 +505,9 @@ def _authorized(fake: FakeOpenAI, request: Request) -> bool:
     return request.headers.get("authorization") == f"Bearer {fake.api_key}"
 
 
-async def _read_json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _models(fake: FakeOpenAI) -> Response:
     data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "openai"} for m in fake.models]
-    return _json({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 async def _generate(fake: FakeOpenAI, kind: str, body: dict[str, Any]) -> Response:
@@ -644,50 +517,50 @@ async def _generate(fake: FakeOpenAI, kind: str, body: dict[str, Any]) -> Respon
     headers = {"x-request-id": f"req_{secrets.token_hex(16)}", **behaviour.headers}
     if behaviour.status != 200:
         error = behaviour.error if behaviour.error is not None else openai_error(behaviour.status)
-        return _json(error, behaviour.status, headers)
+        return json_response(error, behaviour.status, headers)
 
     stream = body.get("stream") is True
     if kind == "chat":
         reply = _plan_reply(behaviour, _chat_prompt(body))
         if not stream:
-            return _json(chat_completion(body, reply, with_usage=not behaviour.omit_usage), headers=headers)
+            completion = chat_completion(body, reply, with_usage=not behaviour.omit_usage)
+            return json_response(completion, headers=headers)
         options = body.get("stream_options") or {}
         include_usage = options.get("include_usage") is True and not behaviour.omit_usage
         frames = chat_chunks(body, reply, include_usage=include_usage)
-        return _sse(_paced(frames, behaviour, b"data: [DONE]\n\n"), headers)
+        return streaming_response(_paced(frames, behaviour, b"data: [DONE]\n\n"), headers)
 
     reply = _plan_reply(behaviour, _responses_prompt(body))
     builder = _ResponseBuilder(body, reply, with_usage=not behaviour.omit_usage)
     if not stream:
-        return _json(builder.response(final=True), headers=headers)
-    return _sse(_paced(response_frames(builder), behaviour, None), headers)
+        return json_response(builder.response(final=True), headers=headers)
+    return streaming_response(_paced(response_frames(builder), behaviour, None), headers)
+
+
+def _paced(frames: Iterator[bytes], behaviour: Behaviour, closing: bytes | None) -> AsyncIterator[bytes]:
+    delay, drop = behaviour.chunk_delay, behaviour.drop_after_chunks
+    return paced(frames, chunk_delay=delay, drop_after_chunks=drop, closing=closing)
 
 
 def build_app(fake: FakeOpenAI) -> Starlette:
     """The Starlette app serving ``fake`` on any path prefix."""
 
     async def dispatch(request: Request) -> Response:
-        body = await _read_json(request)
+        body = await read_json(request)
         path = request.url.path.rstrip("/")
-        fake.record(
-            RecordedRequest(
-                method=request.method,
-                path=request.url.path,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-            )
-        )
+        fake.record(recorded(request, body))
         if not _authorized(fake, request):
             message = "Incorrect API key provided. You can find your API key at https://platform.openai.com."
-            return _json(openai_error(401, message), 401)
+            return json_response(openai_error(401, message), 401)
         if request.method == "GET" and path.endswith("/models"):
             return _models(fake)
         if request.method == "POST" and path.endswith(("/chat/completions", "/responses")):
             if not isinstance(body, dict):
-                return _json(openai_error(400, "We could not parse the JSON body of your request."), 400)
+                unparsable = "We could not parse the JSON body of your request."
+                return json_response(openai_error(400, unparsable), 400)
             return await _generate(fake, "chat" if path.endswith("/chat/completions") else "responses", body)
         message = f"Invalid URL ({request.method} {request.url.path})"
-        return _json(
+        return json_response(
             {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, 404
         )
 
@@ -699,77 +572,23 @@ def build_app(fake: FakeOpenAI) -> Starlette:
 # ---------------------------------------------------------------------------------------------
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ThreadedServer):
     """Serves a :class:`FakeOpenAI` with uvicorn in a daemon thread on an ephemeral loopback port."""
 
-    def __init__(self, fake: FakeOpenAI | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.fake = fake if fake is not None else FakeOpenAI()
-        self.host = host
-        self._requested_port = port
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+    label = "fake-openai"
 
-    @property
-    def root_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (no path)."""
-        return f"http://{self.host}:{self.port}"
+    def __init__(self, fake: FakeOpenAI | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self.fake = fake if fake is not None else FakeOpenAI()
+
+    def build(self) -> Starlette:
+        """The app serving :attr:`fake`."""
+        return build_app(self.fake)
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``, what an OpenAI client takes as ``base_url``."""
         return f"{self.root_url}/v1"
-
-    def start(self, timeout: float = 10.0) -> FakeOpenAIServer:
-        """Bind, start serving, and return once uvicorn accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            build_app(self.fake),
-            loop="asyncio",
-            log_level="warning",
-            log_config=_log_config(),
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"fake-openai-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask uvicorn to exit, wait for its thread, release the socket."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -781,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     fake = FakeOpenAI(api_key=args.api_key)
     print(f"fake OpenAI server: base_url http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(build_app(fake), host=args.host, port=args.port, log_level="info", log_config=_log_config())
+    serve_forever(build_app(fake), args.host, args.port)
 
 
 if __name__ == "__main__":
