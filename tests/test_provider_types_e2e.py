@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.harness import TEST_PEPPER, Admin, GatewayServer, gateway_settings
+from tests.harness import TEST_PEPPER, Admin, GatewayServer, fake_provider_config, gateway_settings
 
 
 @pytest.mark.parametrize(
@@ -84,9 +84,9 @@ def test_builtin_google_provider_is_configured_from_the_environment(
     assert fake_server.fake.requests[-1].body["model"] == "gemma-3-27b-it"
 
 
-def test_upstream_connections_are_kept_alive_and_reused(tmp_path: Path, fake_server: FakeOpenAIServer) -> None:
-    from tests.harness import fake_provider_config
-
+def test_upstream_connections_are_kept_alive_and_reused(
+    tmp_path: Path, fake_server: FakeOpenAIServer
+) -> None:
     settings = gateway_settings(tmp_path, fake_provider_config(fake_server.base_url))
     key, _ = Admin(settings).create_key()
     with GatewayServer(settings) as gateway:

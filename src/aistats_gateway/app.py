@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -18,11 +19,13 @@ from .api.account import AccountEndpoints
 from .api.errors import GatewayError, error_response
 from .api.health import HealthEndpoint
 from .api.inference import InferenceEndpoint
+from .api.metrics import MetricsEndpoint
 from .api.models import ModelsEndpoints
 from .bootstrap import prepare_database
 from .catalog import load_catalog
 from .ids import new_generation_id
 from .keys import load_or_create_pepper
+from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.refresher import FlushTrackingStore, StateRefresher
@@ -62,6 +65,7 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
     wallets = WalletBook()
     keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
     writer = BatchedWriter(FlushTrackingStore(store, wallets), on_flushed=wallets.flushed)
+    metrics = Metrics(writer_depth=lambda: writer.queue_depth)
     state = AppState(
         settings=settings,
         catalog=catalog,
@@ -71,6 +75,7 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
         keys=keys,
         wallets=wallets,
         upstream=upstream,
+        metrics=metrics,
         started_at=time.monotonic(),
     )
     return state, StateRefresher(store, keys, wallets, interval=refresh_interval)
@@ -92,11 +97,15 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         await state.upstream.start()
         state.writer.start()
         refresher.start()
+        state.metrics.start()
+        # Start-up objects (catalog, routes, modules) never die: keep them out of every GC pass.
+        gc.freeze()
         state.ready = True
         try:
             yield
         finally:
             state.ready = False
+            await state.metrics.stop()
             await refresher.stop()
             await state.writer.stop()  # drains every queued usage record and charge
             await state.upstream.close()
@@ -111,6 +120,7 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         *ModelsEndpoints(state.catalog, state.router).routes(),
         *AccountEndpoints(state).routes(),
         *HealthEndpoint(state, refresher).routes(),
+        *MetricsEndpoint(state.metrics).routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .catalog import Catalog
+from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.routing import Router
@@ -26,5 +27,6 @@ class AppState:
     keys: KeyCache
     wallets: WalletBook
     upstream: UpstreamClient
+    metrics: Metrics
     started_at: float
     ready: bool = field(default=False)

@@ -7,7 +7,6 @@ settle, and queue the usage record; no database round trip anywhere on this path
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from ..api.errors import GatewayError
@@ -15,9 +14,9 @@ from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
 from ..money import nanos_to_usd
 from ..pipeline.exchanges import Context, Exchange, StreamTranslator, choose_exchange
-from ..pipeline.generation import Attempt, Generation, estimate_usage
+from ..pipeline.generation import Generation, estimate_usage
 from ..pipeline.request import InferenceRequest, parse_inference_request
-from ..pipeline.routing import Candidate, Plan
+from ..pipeline.routing import Plan
 from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamReply
 from ..state import AppState
@@ -47,24 +46,40 @@ class InferenceEndpoint:
         self._surface = surface
 
     def _headers(self, generation: Generation) -> dict[str, str]:
-        headers = {"x-generation-id": generation.id, "x-aistats-attempts": str(len(generation.attempts))}
+        """Headers of a successful reply, including the gateway's own time so far."""
+        overhead_s = generation.overhead_s()
+        self._state.metrics.gateway_overhead(self._surface, overhead_s)
+        overhead_ms = f"{overhead_s * 1000:.3f}"
+        headers = {
+            "x-generation-id": generation.id,
+            "x-aistats-attempts": str(len(generation.attempts)),
+            "x-aistats-overhead-ms": overhead_ms,
+            "server-timing": f"gateway;dur={overhead_ms}, upstream;dur={generation.upstream_s * 1000:.3f}",
+        }
         if generation.provider:
             headers["x-aistats-provider"] = generation.provider
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for this surface's POST route."""
+        state = self._state
+        metrics = state.metrics
         generation = Generation(
-            new_generation_id(), self._surface, None, self._state.wallets, self._state.writer
+            new_generation_id(), self._surface, None, state.wallets, state.writer, metrics
         )
+        metrics.in_flight += 1
         try:
-            reply = await self.handle(generation, scope, receive)
-        except Exception:  # a bug: answer 500 in the contract shape, keep the traceback in the log
-            log.exception("unhandled error serving %s", scope.get("path"))
-            error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
-            generation.close("failed", error="server_error")
-            reply = Reply.error(error, generation.id)
-        await reply.send(send, receive)
+            try:
+                reply = await self.handle(generation, scope, receive)
+            except Exception:  # a bug: answer 500 in the contract shape, keep the traceback in the log
+                log.exception("unhandled error serving %s", scope.get("path"))
+                error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
+                generation.close("failed", error="server_error")
+                reply = Reply.error(error, generation.id)
+            metrics.response(self._surface, reply.status)
+            await reply.send(send, receive)
+        finally:
+            metrics.in_flight -= 1
 
     async def handle(self, generation: Generation, scope: Scope, receive: Receive) -> Reply:
         state = self._state
@@ -94,10 +109,9 @@ class InferenceEndpoint:
         for candidate in plan.candidates:
             exchange = choose_exchange(self._surface, candidate.provider.native_formats)
             upstream_body = exchange.upstream_body(parsed.body, candidate.route.model, parsed.stream)
-            generation.provider = candidate.provider.config.name
-            generation.upstream_model = candidate.route.model
-            generation.price = candidate.route.price
-            started = time.perf_counter()
+            generation.upstream_begin(
+                candidate.provider.config.name, candidate.route.model, candidate.route.price
+            )
             try:
                 reply = await candidate.provider.send(
                     exchange.upstream_format, upstream_body, stream=parsed.stream
@@ -107,22 +121,14 @@ class InferenceEndpoint:
                 else:
                     response = await self._complete(generation, exchange, reply, ctx, body_bytes)
             except UpstreamFailure as failure:
-                self._note_attempt(generation, candidate, started, type(failure).__name__)
+                generation.upstream_end(type(failure).__name__)
                 last_failure = failure
                 if failure.retryable:
                     continue
                 break
-            self._note_attempt(generation, candidate, started, "ok")
             return response
         assert last_failure is not None
         raise to_gateway_error(last_failure)
-
-    @staticmethod
-    def _note_attempt(generation: Generation, candidate: Candidate, started: float, outcome: str) -> None:
-        latency = round((time.perf_counter() - started) * 1000)
-        generation.attempts.append(
-            Attempt(candidate.provider.config.name, candidate.route.model, outcome, latency)
-        )
 
     async def _complete(
         self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
@@ -131,6 +137,7 @@ class InferenceEndpoint:
             data = await reply.read()
         finally:
             reply.release()
+        generation.upstream_end("ok")
         generation.mark_first_byte()
         completed = exchange.read(data, ctx)
         usage, note = completed.usage, None
@@ -167,6 +174,7 @@ class InferenceEndpoint:
         except BaseException:
             reply.release()
             raise
+        generation.upstream_end("ok")
         generation.mark_first_byte()
         body = self._relay(generation, translator, decoder, chunks, reply, first, body_bytes)
         return Reply.sse(body, self._headers(generation))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..canonical import Usage
+from ..metrics import Metrics
 from ..money import PriceCard
 from ..store.records import Charge, GenerationRecord
 from ..store.writer import BatchedWriter
@@ -41,6 +42,7 @@ class Generation:
     principal: Principal | None
     wallets: WalletBook
     writer: BatchedWriter
+    metrics: Metrics
     started: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     model_id: str | None = None
@@ -50,6 +52,8 @@ class Generation:
     provider: str | None = None
     upstream_model: str | None = None
     first_byte: float | None = None
+    upstream_s: float = 0.0  # time spent waiting on providers (all attempts)
+    attempt_started: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     closed: bool = False
 
@@ -60,6 +64,28 @@ class Generation:
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
+
+    def upstream_begin(self, provider: str, upstream_model: str, price: PriceCard) -> None:
+        """An attempt on ``provider`` starts now."""
+        self.provider = provider
+        self.upstream_model = upstream_model
+        self.price = price
+        self.attempt_started = time.perf_counter()
+
+    def upstream_end(self, outcome: str) -> None:
+        """The provider's part of this attempt is over (reply read, first event, or failure)."""
+        if self.attempt_started is None:
+            return
+        elapsed = time.perf_counter() - self.attempt_started
+        self.attempt_started = None
+        self.upstream_s += elapsed
+        self.attempts.append(
+            Attempt(self.provider or "", self.upstream_model or "", outcome, round(elapsed * 1000))
+        )
+
+    def overhead_s(self) -> float:
+        """The gateway's own time so far: elapsed minus the time spent waiting on providers."""
+        return max(0.0, time.perf_counter() - self.started - self.upstream_s)
 
     def cost_of(self, usage: Usage) -> int:
         return self.price.cost(usage) if self.price else 0
@@ -114,3 +140,4 @@ class Generation:
             created_at=self.created_at,
         )
         self.writer.submit(record, charge)
+        self.metrics.generation(record, self.upstream_s if self.attempts else None)
