@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -150,6 +151,9 @@ class Metrics(Collector):
         yield self.overhead.family(
             "aistats_gateway_overhead_seconds", "Gateway time excluding the upstream wait", ["surface"]
         )
+        info = GaugeMetricFamily("aistats_worker_info", "This worker process", labels=["pid"])
+        info.add_metric([str(os.getpid())], 1)
+        yield info
         yield GaugeMetricFamily(
             "aistats_in_flight_requests", "Inference requests in progress", value=self.in_flight
         )
