@@ -1,8 +1,16 @@
-"""The gateway's own types shared by surfaces, formats, providers and billing."""
+"""The gateway's own types shared by surfaces, formats, providers and billing.
+
+Every wire format translates to and from these: a :class:`Request` (what the client asked),
+a :class:`Response` (what the model answered) and, for streams, a sequence of
+:data:`StreamEvent` values. A surface in format A reaches a provider in format B as
+``A.decode_request → B.encode_request`` and ``B.decode_response → A.encode_response`` (or the
+stream decoder/encoder pair), so N formats need N codecs, not N² translators.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 @dataclass(slots=True)
@@ -17,6 +25,7 @@ class Usage:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # part of input_tokens: prompt-cache writes (Anthropic)
 
     @property
     def total_tokens(self) -> int:
@@ -69,3 +78,223 @@ class Usage:
             "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": self.total_tokens,
         }
+
+
+# --- content ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image: either a URL (never fetched by the gateway) or inline base64 ``data``."""
+
+    url: str | None = None
+    data: str | None = None  # base64, without a data: prefix
+    media_type: str | None = None  # e.g. "image/png"; required with ``data``
+    detail: str | None = None  # OpenAI's "low" | "high" | "auto" hint
+    type: Literal["image"] = "image"
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    """A function call by the model. ``arguments`` is the JSON text exactly as produced."""
+
+    id: str
+    name: str
+    arguments: str
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    """The result of a tool call, sent back by the client."""
+
+    call_id: str
+    content: list[TextPart | ImagePart]
+    is_error: bool = False
+    name: str | None = None  # the function's name, when the format carries it (Gemini needs it)
+    type: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(slots=True)
+class ThinkingPart:
+    """Model reasoning. ``signature`` is Anthropic's opaque proof, needed to send it back."""
+
+    text: str
+    signature: str | None = None
+    redacted_data: str | None = None  # Anthropic redacted_thinking block
+    type: Literal["thinking"] = "thinking"
+
+
+Part = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
+
+
+@dataclass(slots=True)
+class Message:
+    """One conversation turn. Tool results travel as parts of a ``user`` message (as Anthropic
+    does); chat encoders turn them into ``tool`` role messages."""
+
+    role: Literal["user", "assistant"]
+    parts: list[Part]
+
+
+# --- request ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # JSON Schema, kept intact
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None  # with mode "tool"
+
+
+@dataclass(slots=True)
+class OutputFormat:
+    """Structured output: free text, any JSON object, or JSON matching ``schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+
+# Reasoning effort <-> thinking budget, both ways (docs/compatibility.md shows the table).
+EFFORT_BUDGET_TOKENS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+
+
+def effort_for_budget(budget_tokens: int) -> ReasoningEffort:
+    """The smallest effort whose budget covers ``budget_tokens``."""
+    for effort, budget in EFFORT_BUDGET_TOKENS.items():
+        if budget_tokens <= budget:
+            return effort  # type: ignore[return-value]
+    return "high"
+
+
+@dataclass(slots=True)
+class Reasoning:
+    """Reasoning asked for: an ``effort`` level or an explicit thinking ``budget_tokens``."""
+
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
+    include_thoughts: bool = True
+
+    def budget(self) -> int:
+        if self.budget_tokens is not None:
+            return self.budget_tokens
+        return EFFORT_BUDGET_TOKENS[self.effort or "medium"]
+
+    def level(self) -> ReasoningEffort:
+        if self.effort is not None:
+            return self.effort
+        return effort_for_budget(self.budget_tokens or EFFORT_BUDGET_TOKENS["medium"])
+
+
+@dataclass(slots=True)
+class Request:
+    """A generation request, whatever format it arrived in.
+
+    ``extras`` holds request features that only some providers can honour, keyed by the
+    inbound parameter name (``logprobs``, ``n``, ``seed``, ``frequency_penalty``…). A provider
+    encoder either maps each one faithfully or refuses the request with a 400 naming the
+    parameter and the provider: nothing is silently dropped.
+    """
+
+    model: str
+    messages: list[Message]
+    system: list[TextPart] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    output_format: OutputFormat | None = None
+    reasoning: Reasoning | None = None
+    stream: bool = False
+    user: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# --- response --------------------------------------------------------------------------------
+
+# Why a generation ended, in the gateway's words; each format maps its own values to these.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "stop_sequence", "error"]
+
+
+@dataclass(slots=True)
+class Response:
+    """A whole model answer: output parts in order (thinking, text, tool calls)."""
+
+    parts: list[Part]
+    finish_reason: FinishReason
+    usage: Usage | None = None
+    stop_sequence: str | None = None
+    id: str | None = None  # the provider's id (the gateway replaces it with its own)
+    model: str | None = None  # the provider's model id
+
+
+# --- stream events ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ThinkingSignature:
+    signature: str
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    """A new tool call; ``index`` numbers the calls of this response from 0."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON text
+
+
+@dataclass(slots=True)
+class UsageUpdate:
+    """Usage so far (cumulative; the last one wins)."""
+
+    usage: Usage
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason
+    stop_sequence: str | None = None
+
+
+StreamEvent = (
+    TextDelta | ThinkingDelta | ThinkingSignature | ToolCallStart | ToolCallDelta | UsageUpdate | Finish
+)
