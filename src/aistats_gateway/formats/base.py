@@ -25,10 +25,12 @@ from .sse import ServerSentEvent
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where an encoded request goes: the provider's configured name and its own model id."""
+    """Where an encoded request goes: the provider's configured name, its own model id, and the
+    catalog's max output tokens (the default when a format requires ``max_tokens``)."""
 
     provider: str
     model: str
+    max_output_tokens: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
