@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
     inference = {
         "/v1/chat/completions": InferenceEndpoint(state, "chat"),
         "/v1/responses": InferenceEndpoint(state, "responses"),
+        "/v1/messages": InferenceEndpoint(state, "messages"),
     }
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in inference.items()),

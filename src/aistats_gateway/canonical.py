@@ -59,6 +59,31 @@ class Usage:
             reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
         )
 
+    @classmethod
+    def from_anthropic(cls, usage: dict | None) -> Usage | None:
+        """Read an Anthropic ``usage`` object, whose ``input_tokens`` excludes cache reads/writes."""
+        if not usage:
+            return None
+        cache_read = int(usage.get("cache_read_input_tokens") or 0)
+        cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+        output_details = usage.get("output_tokens_details") or {}
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+            cached_input_tokens=cache_read,
+            output_tokens=int(usage.get("output_tokens") or 0),
+            reasoning_tokens=int(output_details.get("thinking_tokens") or 0),
+            cache_write_tokens=cache_write,
+        )
+
+    def to_anthropic(self) -> dict:
+        """Render as an Anthropic ``usage`` object (``input_tokens`` uncached only)."""
+        return {
+            "input_tokens": self.input_tokens - self.cached_input_tokens - self.cache_write_tokens,
+            "cache_read_input_tokens": self.cached_input_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
     def to_openai_chat(self) -> dict:
         """Render as a Chat Completions ``usage`` object."""
         return {

@@ -71,10 +71,10 @@ class Reply:
         return cls(status, [JSON_TYPE, *encode_headers(headers)], body)
 
     @classmethod
-    def error(cls, error: GatewayError, generation_id: str) -> Reply:
-        return cls.json(
-            orjson.dumps(error.openai_body(generation_id)), error.headers(generation_id), error.status
-        )
+    def error(cls, error: GatewayError, generation_id: str, *, anthropic: bool = False) -> Reply:
+        """The error in the OpenAI shape, or Anthropic's for the Messages surface."""
+        body = error.anthropic_body(generation_id) if anthropic else error.openai_body(generation_id)
+        return cls.json(orjson.dumps(body), error.headers(generation_id), error.status)
 
     @classmethod
     def sse(cls, stream: AsyncIterator[bytes], headers: dict[str, str]) -> Reply:

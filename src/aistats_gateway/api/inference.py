@@ -10,10 +10,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from ..api.errors import GatewayError
+from ..formats.base import ResponseContext, Target
 from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
 from ..money import nanos_to_usd
-from ..pipeline.exchanges import Context, Exchange, StreamTranslator, choose_exchange
+from ..pipeline.exchanges import Exchange, StreamTranslator, choose_exchange
 from ..pipeline.generation import Generation, estimate_usage
 from ..pipeline.request import InferenceRequest, parse_inference_request
 from ..pipeline.routing import Plan
@@ -44,6 +45,7 @@ class InferenceEndpoint:
     def __init__(self, state: AppState, surface: str) -> None:
         self._state = state
         self._surface = surface
+        self._anthropic_errors = surface == "messages"
 
     def _headers(self, generation: Generation) -> dict[str, str]:
         """Headers of a successful reply, including the gateway's own time so far."""
@@ -75,7 +77,7 @@ class InferenceEndpoint:
                 log.exception("unhandled error serving %s", scope.get("path"))
                 error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
                 generation.close("failed", error="server_error")
-                reply = Reply.error(error, generation.id)
+                reply = Reply.error(error, generation.id, anthropic=self._anthropic_errors)
             metrics.response(self._surface, reply.status)
             await reply.send(send, receive)
         finally:
@@ -96,25 +98,34 @@ class InferenceEndpoint:
             generation.reservation = state.wallets.reserve(
                 generation.principal.workspace_id, _reservation_amount(plan, parsed, len(raw))
             )
-            ctx = Context(generation.id, parsed.model_id, generation.created, parsed.body, parsed.wants_usage)
+            ctx = ResponseContext(
+                generation.id, parsed.model_id, generation.created, parsed.body, parsed.wants_usage
+            )
             return await self._attempts(generation, plan, parsed, ctx, len(raw))
         except GatewayError as error:
             generation.close("failed", error=f"{error.reason}: {error.message}")
-            return Reply.error(error, generation.id)
+            return Reply.error(error, generation.id, anthropic=self._anthropic_errors)
 
     async def _attempts(
-        self, generation: Generation, plan: Plan, parsed: InferenceRequest, ctx: Context, body_bytes: int
+        self,
+        generation: Generation,
+        plan: Plan,
+        parsed: InferenceRequest,
+        ctx: ResponseContext,
+        body_bytes: int,
     ) -> Reply:
         last_failure: UpstreamFailure | None = None
         for candidate in plan.candidates:
             exchange = choose_exchange(self._surface, candidate.provider.native_formats)
-            upstream_body = exchange.upstream_body(parsed.body, candidate.route.model, parsed.stream)
+            route = candidate.route
+            target = Target(candidate.provider.config.name, route.model, route.max_output_tokens)
+            upstream_body = exchange.upstream_body(parsed.body, target, parsed.stream)
             generation.upstream_begin(
                 candidate.provider.config.name, candidate.route.model, candidate.route.price
             )
             try:
                 reply = await candidate.provider.send(
-                    exchange.upstream_format, upstream_body, stream=parsed.stream
+                    exchange.upstream_format, upstream_body, stream=parsed.stream, model=route.model
                 )
                 if parsed.stream:
                     response = await self._open_stream(generation, exchange, reply, ctx, body_bytes)
@@ -131,7 +142,12 @@ class InferenceEndpoint:
         raise to_gateway_error(last_failure)
 
     async def _complete(
-        self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
+        self,
+        generation: Generation,
+        exchange: Exchange,
+        reply: UpstreamReply,
+        ctx: ResponseContext,
+        body_bytes: int,
     ) -> Reply:
         try:
             data = await reply.read()
@@ -151,7 +167,12 @@ class InferenceEndpoint:
         return Reply.json(payload, self._headers(generation))
 
     async def _open_stream(
-        self, generation: Generation, exchange: Exchange, reply: UpstreamReply, ctx: Context, body_bytes: int
+        self,
+        generation: Generation,
+        exchange: Exchange,
+        reply: UpstreamReply,
+        ctx: ResponseContext,
+        body_bytes: int,
     ) -> Reply:
         """Read until the first client frame exists, so failures before it can still fail over."""
         translator = exchange.translator(ctx)
@@ -205,7 +226,7 @@ class InferenceEndpoint:
                 usage = estimate_usage(body_bytes, translator.output_chars)
                 note = "usage not reported by the provider; estimated"
             cost = generation.cost_of(usage)
-            final = translator.finish(nanos_to_usd(cost))
+            final = translator.finish(usage, nanos_to_usd(cost))
             status = (
                 "incomplete" if translator.finish_reason in ("length", "max_output_tokens") else "completed"
             )

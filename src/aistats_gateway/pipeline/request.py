@@ -13,6 +13,7 @@ from ..api.errors import invalid
 MAX_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
 }
 
 

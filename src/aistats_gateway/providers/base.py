@@ -68,8 +68,11 @@ class Provider(Protocol):
     """A provider adapter: one configured upstream (``config.name``) of some type."""
 
     config: ProviderConfig
-    native_formats: frozenset[str]  # wire formats it speaks: "chat", "responses", ...
+    native_formats: frozenset[str]  # wire formats it speaks: "chat", "responses", "messages", "gemini"
 
-    async def send(self, fmt: str, body: bytes, *, stream: bool) -> UpstreamReply:
-        """POST ``body`` to the endpoint for wire format ``fmt``; raise :class:`UpstreamFailure`."""
+    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
+        """POST ``body`` to the endpoint for wire format ``fmt``; raise :class:`UpstreamFailure`.
+
+        ``model`` is the provider's model id, for APIs that put it in the URL (Gemini).
+        """
         ...

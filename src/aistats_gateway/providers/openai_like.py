@@ -3,9 +3,7 @@
 One declarative table says, per provider type, which wire formats the provider speaks
 natively and where each endpoint lives. ``openai`` and ``xai`` speak Chat Completions and
 Responses; ``openai_compatible`` servers (vLLM, Ollama, llama.cpp, Groq, Together…) speak chat
-only, so the pipeline translates Responses requests for them. ``anthropic`` and ``google`` are
-reached through their providers' own OpenAI-compatible endpoints until their native adapters
-exist (see docs/decisions/002-openai-compatible-bridges.md).
+only, so the pipeline translates other formats for them.
 """
 
 from __future__ import annotations
@@ -33,8 +31,6 @@ FLAVORS: dict[str, OpenAIFlavor] = {
     "openai": OpenAIFlavor(CHAT_AND_RESPONSES),
     "xai": OpenAIFlavor(CHAT_AND_RESPONSES),
     "openai_compatible": OpenAIFlavor(CHAT_ONLY),
-    "google": OpenAIFlavor(CHAT_ONLY, base_suffix="/v1beta/openai"),
-    "anthropic": OpenAIFlavor(CHAT_ONLY, base_suffix="/v1"),
 }
 
 
@@ -54,7 +50,7 @@ class OpenAILikeProvider:
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 
-    async def send(self, fmt: str, body: bytes, *, stream: bool) -> UpstreamReply:
+    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
         """POST ``body`` to this provider's endpoint for ``fmt`` (``chat`` or ``responses``)."""
         return await self._client.post(
             self.config.name,

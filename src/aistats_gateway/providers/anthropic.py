@@ -1,0 +1,40 @@
+"""The Anthropic Messages API: ``POST {base_url}/v1/messages`` with ``x-api-key``."""
+
+from __future__ import annotations
+
+from ..settings import ProviderConfig
+from .base import UpstreamReply
+from .http import UpstreamClient
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicProvider:
+    """Speaks the ``messages`` format natively (other formats are translated to it)."""
+
+    native_formats = frozenset({"messages"})
+
+    def __init__(self, config: ProviderConfig, client: UpstreamClient) -> None:
+        self.config = config
+        self._client = client
+        self._url = config.base_url.rstrip("/") + "/v1/messages"
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            **config.headers,
+        }
+        if config.api_key:
+            headers["x-api-key"] = config.api_key
+        self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
+
+    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
+        """POST a Messages body (``stream`` is inside the body; the accept header follows it)."""
+        return await self._client.post(
+            self.config.name,
+            self._url,
+            body,
+            self._stream_headers if stream else self._headers,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )
