@@ -420,3 +420,17 @@ def test_model_id_needs_an_owner(tmp_path: Path) -> None:
     route = "{provider: openai, model: m, price: {input: '1', output: '1'}}"
     text = f"models:\n  gpt-4o:\n    providers:\n      - {route}\n"
     assert config_error(tmp_path, text).startswith("models.gpt-4o: model id must look like '<owner>/<model>'")
+
+
+def test_provider_formats_narrow_what_the_type_speaks(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "providers:\n  r: {type: openai, base_url: 'http://x/v1', api_key: k, formats: [responses]}\n"
+    )
+    settings = load_settings(config, env={"AISTATS_DATA_DIR": str(tmp_path)})
+    assert settings.providers["r"].formats == ("responses",)
+    config.write_text(
+        "providers:\n  r: {type: openai_compatible, base_url: 'http://x/v1', formats: [messages]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"providers\.r\.formats"):
+        load_settings(config, env={"AISTATS_DATA_DIR": str(tmp_path)})

@@ -47,7 +47,15 @@ _TOP_LEVEL_KEYS = frozenset(
     {"providers", "models", "server", "database_url", "redis_url", "data_dir", "key_pepper", "log_level"}
 )
 _SERVER_KEYS = frozenset({"host", "port", "workers"})
-_PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers"})
+_PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers", "formats"})
+# The wire formats a provider type can speak; ``formats:`` in the config may narrow them.
+PROVIDER_FORMATS: dict[str, tuple[str, ...]] = {
+    "openai": ("chat", "responses"),
+    "xai": ("chat", "responses"),
+    "openai_compatible": ("chat",),
+    "anthropic": ("messages",),
+    "google": ("gemini",),
+}
 _TIMEOUT_KEYS = frozenset({"connect", "read"})
 _MODEL_KEYS = frozenset({"name", "created", "context_length", "max_output_tokens", "providers"})
 _ROUTE_KEYS = frozenset({"provider", "model", "price", "context_length", "max_output_tokens"})
@@ -102,6 +110,7 @@ class ProviderConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     headers: dict[str, str] = field(default_factory=dict)
+    formats: tuple[str, ...] | None = None  # narrows the type's wire formats (e.g. only "responses")
 
     @property
     def active(self) -> bool:
@@ -516,6 +525,15 @@ def _provider(name: str, spec: object, raw: dict[str, Any], env: Mapping[str, st
             raise ConfigError(f"{key}.headers.{header}", "header value must be a string")
         headers[header] = str(value)
 
+    formats = body.get("formats")
+    if formats is not None:
+        possible = PROVIDER_FORMATS[ptype]
+        if not isinstance(formats, list) or not formats or not all(f in possible for f in formats):
+            raise ConfigError(
+                f"{key}.formats", f"a non-empty list drawn from {list(possible)} (what type {ptype} speaks)"
+            )
+        formats = tuple(formats)
+
     return ProviderConfig(
         name=name,
         type=ptype,
@@ -525,6 +543,7 @@ def _provider(name: str, spec: object, raw: dict[str, Any], env: Mapping[str, st
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         headers=headers,
+        formats=formats,
     )
 
 

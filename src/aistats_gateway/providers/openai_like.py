@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import ProviderConfig
+from ..settings import PROVIDER_FORMATS, ProviderConfig
 from .base import UpstreamReply
 from .http import UpstreamClient
 
@@ -24,13 +24,9 @@ class OpenAIFlavor:
     paths: tuple[tuple[str, str], ...] = (("chat", "/chat/completions"), ("responses", "/responses"))
 
 
-CHAT_ONLY = frozenset({"chat"})
-CHAT_AND_RESPONSES = frozenset({"chat", "responses"})
-
 FLAVORS: dict[str, OpenAIFlavor] = {
-    "openai": OpenAIFlavor(CHAT_AND_RESPONSES),
-    "xai": OpenAIFlavor(CHAT_AND_RESPONSES),
-    "openai_compatible": OpenAIFlavor(CHAT_ONLY),
+    provider_type: OpenAIFlavor(frozenset(PROVIDER_FORMATS[provider_type]))
+    for provider_type in ("openai", "xai", "openai_compatible")
 }
 
 
@@ -40,7 +36,7 @@ class OpenAILikeProvider:
     def __init__(self, config: ProviderConfig, client: UpstreamClient) -> None:
         flavor = FLAVORS[config.type]
         self.config = config
-        self.native_formats = flavor.native_formats
+        self.native_formats = flavor.native_formats & frozenset(config.formats or flavor.native_formats)
         base = config.base_url.rstrip("/") + flavor.base_suffix
         self._urls = {fmt: base + path for fmt, path in flavor.paths if fmt in flavor.native_formats}
         self._client = client
