@@ -1,54 +1,70 @@
-"""Translate an OpenAI Responses request into a Chat Completions request.
+"""The pre-codec Responses ⇄ Chat Completions API, kept for ``pipeline/exchanges.py`` until it
+uses codecs (then this module goes away).
 
-Used when a client calls ``POST /v1/responses`` and the chosen provider only speaks chat
-(vLLM, Ollama, llama.cpp, Google's OpenAI-compatible endpoint, ...). Decisions, for a
-provider that only has the chat wire format:
+* :func:`responses_request_to_chat` — the old request translation, unchanged: a Responses body
+  straight to a chat body (developer messages stay in place as system messages, ``input_audio``
+  parts and raw ``reasoning.effort`` values pass through, ``max_output_tokens`` becomes
+  ``max_tokens``: every OpenAI-compatible server accepts it). It refuses what a chat provider
+  cannot serve: stored state, hosted tools, files, logprobs, ``truncation: "auto"``.
+* :func:`chat_response_to_responses` — a ``chat.completion`` read into a canonical Response,
+  then rendered by :func:`~.objects.encode_response` (usage without ``cost``: the caller adds it).
+* :class:`ChatStreamToResponses` — chat chunks read into canonical events by
+  :class:`_ChatChunkReader`, rendered by :class:`~.stream.ResponsesStreamEncoder`.
 
-* ``max_output_tokens`` becomes ``max_tokens``: every OpenAI-compatible server accepts it,
-  while ``max_completion_tokens`` is newer and missing from many of them. (OpenAI itself
-  speaks Responses natively, so its requests are passed through, never translated.)
-* ``developer`` messages become ``system`` messages: most chat templates only know system.
-* Text-only message content becomes one string (parts joined with a newline, as vLLM does
-  itself); content with images or audio stays a list of chat parts.
-* ``reasoning`` input items are dropped: they only carry a summary or an encrypted blob that a
-  chat provider cannot use.
-* Dropped, because chat servers reject or ignore them: ``metadata`` (OpenAI chat only accepts it
-  with ``store``), ``text.verbosity``, ``reasoning.summary``, ``store``, ``service_tier``,
-  ``stream_options`` (Responses' only option there is obfuscation), ``prompt_cache_key``,
-  ``safety_identifier``, ``max_tool_calls`` (only counts hosted tools, which are refused).
-  They are still echoed in the Responses object the client gets back.
-* Refused with a 400 naming the parameter: state the gateway does not keep
-  (``previous_response_id``, ``conversation``, ``item_reference`` items, stored ``prompt``),
-  ``background``, hosted tools, files, logprobs, and ``truncation: "auto"``.
+The chat readers here are deliberately small local helpers (the chat codec is written
+separately): reasoning from ``reasoning_content`` or ``reasoning`` (vLLM may send both with the
+same text: one is taken), tool calls by chat ``index`` (Ollama reuses index 0 for parallel calls,
+told apart by a new id; arguments that come before the tool's name are held until it is known).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from aistats_gateway.api.errors import GatewayError, invalid
-
-# `include` values that change nothing for a chat provider: encrypted reasoning is simply not
-# returned, input images are never echoed, and the hosted-tool ones refer to tools we refuse.
-HARMLESS_INCLUDES = frozenset(
-    {
-        "reasoning.encrypted_content",
-        "message.input_image.image_url",
-        "file_search_call.results",
-        "web_search_call.results",
-        "web_search_call.action.sources",
-        "code_interpreter_call.outputs",
-        "computer_call_output.output.image_url",
-    }
+from ...api.errors import invalid
+from ...canonical import (
+    Finish,
+    FinishReason,
+    Part,
+    Response,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
 )
+from ...ids import GENERATION_PREFIX
+from ..base import ResponseContext
+from .objects import RESPONSE_PREFIX, encode_response, new_call_id
+from .request import HARMLESS_INCLUDES, TEXT_PART_TYPES, unsupported
+from .stream import ResponsesStreamEncoder
+
+__all__ = ["ChatStreamToResponses", "chat_response_to_responses", "responses_request_to_chat"]
+
 MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
-TEXT_PART_TYPES = frozenset({"input_text", "output_text"})
 IMAGE_DETAILS = frozenset({"auto", "low", "high"})
 
+# A chat finish_reason -> canonical; anything else (or none) ended normally.
+CHAT_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
 
-def unsupported(message: str, param: str) -> GatewayError:
-    """A 400 for a Responses feature that cannot be served through a chat provider."""
-    return invalid(message, param=param, code="unsupported_parameter")
+
+# =============================================================================================
+# Requests (the old translation, unchanged)
+# =============================================================================================
 
 
 def responses_request_to_chat(body: dict, *, upstream_model: str) -> dict:
@@ -386,3 +402,229 @@ def _translate_text_format(text: Any, chat: dict[str, Any]) -> None:
     if isinstance(fmt.get("strict"), bool):
         json_schema["strict"] = fmt["strict"]
     chat["response_format"] = {"type": "json_schema", "json_schema": json_schema}
+
+
+# =============================================================================================
+# Complete responses and streams, through canonical types and this codec
+# =============================================================================================
+
+
+def _context(response_id: str, model: str, created_at: int, request: dict) -> ResponseContext:
+    """A context whose generation id derives back to ``response_id`` (``resp_<ULID>``)."""
+    suffix = response_id[len(RESPONSE_PREFIX) :] if response_id.startswith(RESPONSE_PREFIX) else response_id
+    return ResponseContext(
+        generation_id=GENERATION_PREFIX + suffix, model=model, created=created_at, request=request
+    )
+
+
+def reasoning_text(fields: dict) -> str:
+    """The reasoning text of a chat message or delta: vLLM (< 0.11) and DeepSeek say
+    ``reasoning_content``, vLLM (>= 0.11), Ollama and OpenRouter ``reasoning``. vLLM may send
+    both with the same text, so one is taken, never both."""
+    for key in ("reasoning_content", "reasoning"):
+        value = fields.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def content_text(content: Any) -> str:
+    """Chat message content as text (a string, or a list of text parts as some servers send)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text") or "")
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def chat_completion_to_canonical(chat: dict) -> Response:
+    """The first choice of a ``chat.completion`` as a canonical Response."""
+    choice = (chat.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    parts: list[Part] = []
+    thinking = reasoning_text(message)
+    if thinking:
+        parts.append(ThinkingPart(thinking))
+    content = message.get("content")
+    if content is not None:
+        parts.append(TextPart(content_text(content)))
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, dict):
+            function = call.get("function") or {}
+            parts.append(
+                ToolCallPart(
+                    id=call.get("id") or new_call_id(),
+                    name=function.get("name") or "",
+                    arguments=function.get("arguments") or "",
+                )
+            )
+    return Response(
+        parts=parts,
+        finish_reason=CHAT_FINISH.get(choice.get("finish_reason") or "", "stop"),
+        usage=Usage.from_openai_chat(chat.get("usage")),
+    )
+
+
+def chat_response_to_responses(
+    chat: dict,
+    *,
+    response_id: str,
+    model: str,
+    created_at: int,
+    request: dict,
+    clock: Callable[[], float] = time.time,
+) -> dict:
+    """A complete Response object from a complete ``chat.completion`` (first choice).
+
+    ``usage`` has no ``cost`` yet: the caller adds it.
+    """
+    ctx = _context(response_id, model, created_at, request)
+    response = encode_response(chat_completion_to_canonical(chat), ctx, 0.0, clock=clock)
+    del response["usage"]["cost"]
+    return response
+
+
+@dataclass(slots=True)
+class _ToolSlot:
+    """A chat tool call being assembled; ``index`` is None until its name is known."""
+
+    call_id: str = ""
+    name: str = ""
+    pending: list[str] = field(default_factory=list)  # arguments seen before the name
+    index: int | None = None  # canonical index, once started
+
+
+class _ChatChunkReader:
+    """Chat chunks in, canonical events out (first choice only)."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._slots: dict[int, _ToolSlot] = {}
+        self._started = 0
+
+    def read(self, chunk: dict) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        usage = Usage.from_openai_chat(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            events.append(UsageUpdate(usage))
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # n > 1 is not a Responses concept
+            delta = choice.get("delta") or {}
+            thinking = reasoning_text(delta)
+            if thinking:
+                events.append(ThinkingDelta(thinking))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(TextDelta(content))
+            for position, call in enumerate(delta.get("tool_calls") or []):
+                if isinstance(call, dict):
+                    self._tool_delta(events, call, position)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        """Start the calls whose name never came, then the finish."""
+        events: list[StreamEvent] = []
+        for slot in self._slots.values():
+            if slot.index is None:
+                self._start(events, slot)
+        events.append(Finish(CHAT_FINISH.get(self.finish_reason or "", "stop")))
+        return events
+
+    def _tool_delta(self, events: list[StreamEvent], call: dict, position: int) -> None:
+        index = call.get("index")
+        if not isinstance(index, int):
+            index = position  # servers that omit the index send calls whole, in order
+        call_id = call.get("id") or ""
+        function = call.get("function") or {}
+        slot = self._slots.get(index)
+        if slot is not None and call_id and slot.call_id and call_id != slot.call_id:
+            # Ollama sends parallel calls all at index 0, told apart only by their ids.
+            index = max(self._slots) + 1
+            slot = None
+        if slot is None:
+            slot = self._slots[index] = _ToolSlot()
+        if call_id and not slot.call_id:
+            slot.call_id = call_id
+        name = function.get("name")
+        if isinstance(name, str) and name and not slot.name:
+            slot.name = name
+        arguments = function.get("arguments")
+        fragment = arguments if isinstance(arguments, str) else ""
+        if slot.index is None:
+            if fragment:
+                slot.pending.append(fragment)
+            if slot.name:
+                self._start(events, slot)
+        elif fragment:
+            events.append(ToolCallDelta(slot.index, fragment))
+
+    def _start(self, events: list[StreamEvent], slot: _ToolSlot) -> None:
+        slot.index = self._started
+        self._started += 1
+        events.append(ToolCallStart(slot.index, slot.call_id or new_call_id(), slot.name))
+        if slot.pending:
+            events.append(ToolCallDelta(slot.index, "".join(slot.pending)))
+            slot.pending.clear()
+
+
+class ChatStreamToResponses:
+    """Stateful translator for one streamed response: chat chunks in, SSE frames out."""
+
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        model: str,
+        created_at: int,
+        request: dict,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._reader = _ChatChunkReader()
+        self._encoder = ResponsesStreamEncoder(_context(response_id, model, created_at, request), clock=clock)
+        self._ended = False
+
+    @property
+    def usage(self) -> Usage | None:
+        """Usage from the chat stream's usage chunk; None if none was seen."""
+        return self._reader.usage
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._reader.finish_reason
+
+    def start(self) -> list[bytes]:
+        """``response.created`` and ``response.in_progress``."""
+        return self._encoder.start()
+
+    def feed(self, chunk: dict) -> list[bytes]:
+        """Frames for one parsed ``chat.completion.chunk``."""
+        out = self._encoder.start()
+        if self._ended:
+            return out
+        for event in self._reader.read(chunk):
+            out += self._encoder.feed(event)
+        return out
+
+    def finish(self, *, usage_extra: dict | None = None) -> list[bytes]:
+        """Close every open item, then ``response.completed`` / ``response.incomplete``."""
+        out = self._encoder.start()
+        if self._ended:
+            return out
+        self._ended = True
+        for event in self._reader.close():
+            out += self._encoder.feed(event)
+        return out + self._encoder.complete(self._reader.usage, usage_extra)
+
+    def fail(self, *, code: str, message: str) -> list[bytes]:
+        """An ``error`` event (with ``code`` as given), then ``response.failed``."""
+        self._ended = True
+        return self._encoder.fail(code, message)
