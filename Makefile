@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck fake-openai clean
+.PHONY: serve test lint typecheck fake-openai compat-docs clean bench bench-quick
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,21 @@ typecheck: $(STAMP_TEST)
 # A fake OpenAI-compatible provider on loopback, for trying the quickstart without real keys.
 fake-openai: $(STAMP_TEST)
 	$(BIN)/python -m tests.fakes.openai_server --port $${PORT:-9990}
+
+# Gateway vs LiteLLM vs nginx vs direct on one nginx mock, one session (~12 min); installs nginx,
+# wrk and LiteLLM (bench/.peers/) when missing; writes docs/performance.md and bench/baseline.json.
+bench: $(STAMP_TEST)
+	bash bench/setup.sh
+	$(BIN)/python bench/run.py --save-baseline --command "make bench"
+
+# Regression check (< 2 min): the gateway's CPU per request against bench/baseline.json.
+bench-quick: $(STAMP_TEST)
+	bash bench/setup.sh --no-litellm
+	$(BIN)/python bench/run.py --quick --command "make bench-quick"
+
+# docs/compatibility.md from the conformance matrix (every surface x provider format x feature).
+compat-docs: $(STAMP_TEST)
+	AISTATS_WRITE_COMPAT=docs/compatibility.md $(BIN)/pytest -q tests/conformance
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -116,7 +116,9 @@ class InferenceEndpoint:
     ) -> Reply:
         last_failure: UpstreamFailure | None = None
         for candidate in plan.candidates:
-            exchange = choose_exchange(self._surface, candidate.provider.native_formats)
+            exchange = choose_exchange(
+                self._surface, candidate.provider.native_formats, candidate.provider.config.type
+            )
             route = candidate.route
             target = Target(candidate.provider.config.name, route.model, route.max_output_tokens)
             upstream_body = exchange.upstream_body(parsed.body, target, parsed.stream)
