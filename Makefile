@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck fake-openai compat-docs clean bench bench-quick
+.PHONY: serve test lint typecheck fake-providers compat-docs clean bench bench-quick
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,9 +34,10 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-# A fake OpenAI-compatible provider on loopback, for trying the quickstart without real keys.
-fake-openai: $(STAMP_TEST)
-	$(BIN)/python -m tests.fakes.openai_server --port $${PORT:-9990}
+# Fake OpenAI (:9990), Anthropic (:9991) and Gemini (:9992) providers on loopback, for trying
+# the quickstart without real keys.
+fake-providers: $(STAMP_TEST)
+	$(BIN)/python -m tests.fakes.all --port $${PORT:-9990}
 
 # Gateway vs LiteLLM vs nginx vs direct on one nginx mock, one session (~12 min); installs nginx,
 # wrk and LiteLLM (bench/.peers/) when missing; writes docs/performance.md and bench/baseline.json.
