@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for server in servers:
         server.start()
+    host, port = args.host, args.port
     print(
-        f"fake providers: OpenAI http://{args.host}:{args.port}/v1, Anthropic http://{args.host}:{args.port + 1}, "
-        f"Gemini http://{args.host}:{args.port + 2} (Ctrl-C to stop)",
+        f"fake providers: OpenAI http://{host}:{port}/v1, Anthropic http://{host}:{port + 1}, "
+        f"Gemini http://{host}:{port + 2} (Ctrl-C to stop)",
         flush=True,
     )
     try:
