@@ -50,3 +50,18 @@ def test_anthropic_requires_max_tokens_on_the_messages_surface(matrix: Matrix) -
         )
     assert "max_tokens" in caught.value.message
     assert caught.value.response.json()["type"] == "error"
+
+
+def test_provider_rejecting_the_gateways_key_is_a_provider_error_not_the_callers(matrix: Matrix) -> None:
+    fake = matrix.fakes["gemini"]
+    fake.reset()
+    api_key, fake.api_key = fake.api_key, "another-key"  # the gateway's configured key is now wrong
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            matrix.openai().chat.completions.create(
+                model=MODEL_FOR_FORMAT["gemini"], messages=[{"role": "user", "content": PROMPT}]
+            )
+    finally:
+        fake.api_key = api_key
+    assert caught.value.status_code == 502
+    assert "credentials" in caught.value.message

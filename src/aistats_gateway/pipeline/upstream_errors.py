@@ -66,7 +66,8 @@ def to_gateway_error(failure: UpstreamFailure) -> GatewayError:
                 f"{where} is rate limiting: {message}",
                 retry_after=_retry_after(failure.headers),
             )
-        if status in (401, 403):
+        if status in (401, 403) or (status == 400 and b"API_KEY_INVALID" in failure.body):
+            # Gemini answers a wrong key with 400 INVALID_ARGUMENT / API_KEY_INVALID: not the caller's fault.
             return GatewayError(
                 "provider_error", f"{where} rejected the gateway's credentials (HTTP {status}): {message}"
             )
