@@ -192,7 +192,7 @@ class _Pool:
 class UpstreamClient:
     """Shared by every provider adapter; ``start``/``close`` run inside the event loop."""
 
-    def __init__(self, *, pool_per_origin: int = 256) -> None:
+    def __init__(self, *, pool_per_origin: int = 1024) -> None:
         self._pool_per_origin = pool_per_origin
         self._pools: dict[Origin, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
