@@ -26,6 +26,7 @@ from .catalog import load_catalog
 from .ids import new_generation_id
 from .keys import load_or_create_pepper
 from .metrics import Metrics
+from .pipeline import tokens
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.refresher import FlushTrackingStore, StateRefresher
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         await prepare_database(state.store, state.keys.pepper, issue_key=False)
         await refresher.refresh()
         await state.upstream.start()
+        await tokens.preload()
         state.writer.start()
         refresher.start()
         state.metrics.start()

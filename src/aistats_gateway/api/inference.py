@@ -25,7 +25,7 @@ from .asgi import Receive, Reply, Scope, Send, header_values, read_body
 
 log = logging.getLogger(__name__)
 
-USAGE_ESTIMATED = "usage not reported by the provider; estimated from text length"
+INCOMPLETE_REASONS = frozenset({"length", "max_output_tokens", "max_tokens"})
 
 
 def _reservation_amount(plan: Plan, request: InferenceRequest, body_bytes: int) -> int:
@@ -101,7 +101,7 @@ class InferenceEndpoint:
             ctx = ResponseContext(
                 generation.id, parsed.model_id, generation.created, parsed.body, parsed.wants_usage
             )
-            return await self._attempts(generation, plan, parsed, ctx, len(raw))
+            return await self._attempts(generation, plan, parsed, ctx, raw)
         except GatewayError as error:
             generation.close("failed", error=f"{error.reason}: {error.message}")
             return Reply.error(error, generation.id, anthropic=self._anthropic_errors)
@@ -112,7 +112,7 @@ class InferenceEndpoint:
         plan: Plan,
         parsed: InferenceRequest,
         ctx: ResponseContext,
-        body_bytes: int,
+        raw: bytes,
     ) -> Reply:
         last_failure: UpstreamFailure | None = None
         for candidate in plan.candidates:
@@ -130,9 +130,9 @@ class InferenceEndpoint:
                     exchange.upstream_format, upstream_body, stream=parsed.stream, model=route.model
                 )
                 if parsed.stream:
-                    response = await self._open_stream(generation, exchange, reply, ctx, body_bytes)
+                    response = await self._open_stream(generation, exchange, reply, ctx, raw)
                 else:
-                    response = await self._complete(generation, exchange, reply, ctx, body_bytes)
+                    response = await self._complete(generation, exchange, reply, ctx, raw)
             except UpstreamFailure as failure:
                 generation.upstream_end(type(failure).__name__)
                 last_failure = failure
@@ -149,7 +149,7 @@ class InferenceEndpoint:
         exchange: Exchange,
         reply: UpstreamReply,
         ctx: ResponseContext,
-        body_bytes: int,
+        raw: bytes,
     ) -> Reply:
         try:
             data = await reply.read()
@@ -158,14 +158,17 @@ class InferenceEndpoint:
         generation.upstream_end("ok")
         generation.mark_first_byte()
         completed = exchange.read(data, ctx)
-        usage, note = completed.usage, None
-        if usage is None:
-            usage = estimate_usage(body_bytes, completed.output_chars)
-            note = USAGE_ESTIMATED
+        usage = completed.usage or estimate_usage(raw, completed.output_text)
         cost = generation.cost_of(usage)
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
-        status = "incomplete" if completed.finish_reason in ("length", "max_output_tokens") else "completed"
-        generation.close(status, usage=usage, cost=cost, finish_reason=completed.finish_reason, error=note)
+        status = "incomplete" if completed.finish_reason in INCOMPLETE_REASONS else "completed"
+        generation.close(
+            status,
+            usage=usage,
+            cost=cost,
+            finish_reason=completed.finish_reason,
+            usage_estimated=completed.usage is None,
+        )
         return Reply.json(payload, self._headers(generation))
 
     async def _open_stream(
@@ -174,7 +177,7 @@ class InferenceEndpoint:
         exchange: Exchange,
         reply: UpstreamReply,
         ctx: ResponseContext,
-        body_bytes: int,
+        raw: bytes,
     ) -> Reply:
         """Read until the first client frame exists, so failures before it can still fail over."""
         translator = exchange.translator(ctx)
@@ -199,7 +202,7 @@ class InferenceEndpoint:
             raise
         generation.upstream_end("ok")
         generation.mark_first_byte()
-        body = self._relay(generation, translator, decoder, chunks, reply, first, body_bytes)
+        body = self._relay(generation, translator, decoder, chunks, reply, first, raw)
         return Reply.sse(body, self._headers(generation))
 
     async def _relay(
@@ -210,7 +213,7 @@ class InferenceEndpoint:
         chunks: AsyncIterator[bytes],
         reply: UpstreamReply,
         first: list[bytes],
-        body_bytes: int,
+        raw: bytes,
     ) -> AsyncIterator[bytes]:
         """Relay the rest of the stream event by event; settle and record however it ends."""
         try:
@@ -223,36 +226,36 @@ class InferenceEndpoint:
             for event in decoder.flush():
                 for frame in translator.feed(event):
                     yield frame
-            usage, note = translator.usage, None
-            if usage is None:
-                usage = estimate_usage(body_bytes, translator.output_chars)
-                note = "usage not reported by the provider; estimated"
+            usage = translator.usage or estimate_usage(raw, translator.generated_text())
             cost = generation.cost_of(usage)
             final = translator.finish(usage, nanos_to_usd(cost))
-            status = (
-                "incomplete" if translator.finish_reason in ("length", "max_output_tokens") else "completed"
-            )
+            status = "incomplete" if translator.finish_reason in INCOMPLETE_REASONS else "completed"
             generation.close(
-                status, usage=usage, cost=cost, finish_reason=translator.finish_reason, error=note
+                status,
+                usage=usage,
+                cost=cost,
+                finish_reason=translator.finish_reason,
+                usage_estimated=translator.usage is None,
             )
             for frame in final:
                 yield frame
         except (UpstreamFailure, GatewayError) as exc:
             error = to_gateway_error(exc) if isinstance(exc, UpstreamFailure) else exc
+            # The provider failed mid-stream: a failed attempt is never billed.
             generation.close(
-                "failed",
-                usage=translator.usage,
-                finish_reason=translator.finish_reason,
-                error=f"{error.reason}: {error.message}",
+                "failed", finish_reason=translator.finish_reason, error=f"{error.reason}: {error.message}"
             )
             for frame in translator.fail(error):
                 yield frame
         finally:
             reply.release()
-            if not generation.closed:  # the client went away mid-stream
+            if not generation.closed:
+                # The client went away mid-stream: the provider's tokens were generated and are
+                # billed; counted by the gateway when the provider was cut off before reporting.
                 generation.close(
                     "cancelled",
-                    usage=translator.usage,
+                    usage=translator.usage or estimate_usage(raw, translator.generated_text()),
                     finish_reason=translator.finish_reason,
                     error="client disconnected",
+                    usage_estimated=translator.usage is None,
                 )

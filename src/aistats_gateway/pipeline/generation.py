@@ -13,15 +13,17 @@ from ..store.records import Charge, GenerationRecord
 from ..store.writer import BatchedWriter
 from .auth import Principal
 from .billing import Reservation, WalletBook
+from .tokens import count_tokens
 
-CHARS_PER_TOKEN_ESTIMATE = 4
 
+def estimate_usage(request_body: bytes, output_text: str) -> Usage:
+    """Usage counted by the gateway when a provider reports none (the record is marked estimated).
 
-def estimate_usage(request_bytes: int, output_chars: int) -> Usage:
-    """A rough usage when a provider reports none (rounded up; marked as estimated)."""
+    The input is counted over the whole JSON body, so it errs on the high side by the JSON syntax.
+    """
     return Usage(
-        input_tokens=-(-request_bytes // CHARS_PER_TOKEN_ESTIMATE),
-        output_tokens=-(-output_chars // CHARS_PER_TOKEN_ESTIMATE),
+        input_tokens=count_tokens(request_body.decode("utf-8", "replace")),
+        output_tokens=count_tokens(output_text),
     )
 
 
@@ -98,6 +100,7 @@ class Generation:
         cost: int | None = None,
         finish_reason: str | None = None,
         error: str | None = None,
+        usage_estimated: bool = False,
     ) -> None:
         """Settle (or release) the reservation and queue the record; later calls do nothing.
 
@@ -138,6 +141,16 @@ class Generation:
             ttft_ms=round((self.first_byte - self.started) * 1000) if self.first_byte else None,
             error=error,
             created_at=self.created_at,
+            attempts=[
+                {
+                    "provider": attempt.provider,
+                    "upstream_model": attempt.upstream_model,
+                    "outcome": attempt.outcome,
+                    "latency_ms": attempt.latency_ms,
+                }
+                for attempt in self.attempts
+            ],
+            usage_estimated=usage_estimated,
         )
         self.writer.submit(record, charge)
         self.metrics.generation(record, self.upstream_s if self.attempts else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,8 @@ class GenerationRecord:
     ttft_ms: int | None
     error: str | None
     created_at: datetime
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every provider tried, in order
+    usage_estimated: bool = False  # the provider reported no usage; tokens were counted by the gateway
 
     def to_api(self) -> dict[str, Any]:
         """The body of ``GET /v1/generations?id=``."""
@@ -59,6 +61,8 @@ class GenerationRecord:
             "latency_ms": self.latency_ms,
             "ttft_ms": self.ttft_ms,
             "error": self.error,
+            "usage_estimated": self.usage_estimated,
+            "attempts": self.attempts or [],
             "created_at": int(self.created_at.timestamp()),
         }
 

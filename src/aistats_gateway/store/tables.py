@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY`` (the rowid alias), not ``BIGINT``.
@@ -128,6 +130,8 @@ generations = Table(
     Column("ttft_ms", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", JSON, nullable=True),  # [{provider, upstream_model, outcome, status, latency_ms}]
+    Column("usage_estimated", Boolean, nullable=False, server_default=false()),
     Index("ix_generations_workspace_created", "workspace_id", "created_at"),
     Index("ix_generations_key_id", "key_id"),
 )

@@ -20,7 +20,7 @@ class Completed:
     payload: Any  # the provider's parsed body (passthrough) or a canonical Response (translation)
     usage: Usage | None
     finish_reason: str | None
-    output_chars: int = 0  # generated text, for an estimate when the provider reports no usage
+    output_text: str = ""  # generated text, to count tokens when the provider reports no usage
 
 
 class StreamTranslator(Protocol):
@@ -30,8 +30,9 @@ class StreamTranslator(Protocol):
     def usage(self) -> Usage | None: ...
     @property
     def finish_reason(self) -> str | None: ...
-    @property
-    def output_chars(self) -> int: ...
+    def generated_text(self) -> str:
+        """Text and tool arguments generated so far (to count tokens the provider did not report)."""
+        ...
 
     def start(self) -> list[bytes]: ...
     def feed(self, event: ServerSentEvent) -> list[bytes]: ...

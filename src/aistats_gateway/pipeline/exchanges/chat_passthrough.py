@@ -13,15 +13,15 @@ from ...formats.sse import DONE_FRAME, ServerSentEvent, encode_data
 from .base import Completed, StreamTranslator, json_object, stream_error_payload, usage_with_cost
 
 
-def chat_output_chars(chunk: dict[str, Any]) -> int:
-    """Characters of text and tool arguments in a chat completion or chunk."""
-    total = 0
+def chat_output_text(chunk: dict[str, Any]) -> str:
+    """Text and tool arguments in a chat completion or chunk."""
+    pieces = []
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or choice.get("message") or {}
-        total += len(delta.get("content") or "")
+        pieces.append(delta.get("content") or "")
         for call in delta.get("tool_calls") or ():
-            total += len((call.get("function") or {}).get("arguments") or "")
-    return total
+            pieces.append((call.get("function") or {}).get("arguments") or "")
+    return "".join(pieces)
 
 
 class ChatPassthrough:
@@ -38,7 +38,10 @@ class ChatPassthrough:
         payload = json_object(upstream, "chat completion")
         choices = payload.get("choices") or [{}]
         return Completed(
-            payload, Usage.from_openai_chat(payload.get("usage")), choices[0].get("finish_reason")
+            payload,
+            Usage.from_openai_chat(payload.get("usage")),
+            choices[0].get("finish_reason"),
+            chat_output_text(payload),
         )
 
     def finalize(self, completed: Completed, ctx: ResponseContext, cost_usd: float) -> bytes:
@@ -61,7 +64,7 @@ class ChatStreamPassthrough:
         self._ctx = ctx
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self.output_chars = 0
+        self._generated: list[str] = []
         self._usage_chunk: dict[str, Any] | None = None
 
     def start(self) -> list[bytes]:
@@ -75,7 +78,7 @@ class ChatStreamPassthrough:
             raise GatewayError("provider_error", str((chunk["error"] or {}).get("message") or chunk["error"]))
         chunk["id"] = self._ctx.generation_id
         chunk["model"] = self._ctx.model
-        self.output_chars += chat_output_chars(chunk)
+        self._generated.append(chat_output_text(chunk))
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai_chat(usage)
@@ -93,6 +96,9 @@ class ChatStreamPassthrough:
             chunk["usage"] = None
             self._usage_chunk = {**chunk, "choices": [], "usage": usage}
         return [encode_data(orjson.dumps(chunk))]
+
+    def generated_text(self) -> str:
+        return "".join(self._generated)
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         frames = []

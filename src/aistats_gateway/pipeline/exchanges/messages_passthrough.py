@@ -50,7 +50,7 @@ class MessagesStreamPassthrough:
         self._ctx = ctx
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self.output_chars = 0  # Anthropic always reports usage
+        self._deltas: list[str] = []  # raw content_block_delta events, parsed only if needed
         self._start_usage: dict[str, Any] = {}
         self._delta: dict[str, Any] | None = None
 
@@ -75,11 +75,20 @@ class MessagesStreamPassthrough:
             return []
         if name == "message_stop":
             return []
+        if name == "content_block_delta":
+            self._deltas.append(event.data)
         if name == "error":
             payload = json_object(event.data, "error event")
             message = (payload.get("error") or {}).get("message") or "The provider reported an error"
             raise GatewayError("provider_error", str(message))
         return [encode_event(name, event.data.encode())]
+
+    def generated_text(self) -> str:
+        pieces = []
+        for data in self._deltas:
+            delta = json_object(data, "content_block_delta event").get("delta") or {}
+            pieces.append(str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""))
+        return "".join(pieces)
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         if self._delta is None:

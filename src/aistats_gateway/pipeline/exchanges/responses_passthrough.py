@@ -63,7 +63,7 @@ class ResponsesStreamPassthrough:
         self._response_id = derive(ctx.generation_id, "resp_")
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self.output_chars = 0  # OpenAI always reports usage in response.completed
+        self._deltas: list[str] = []  # raw delta events, parsed only if tokens must be counted
         self._terminal: tuple[str, dict[str, Any]] | None = None
         self._last_sequence = -1
 
@@ -79,6 +79,8 @@ class ResponsesStreamPassthrough:
                     "provider_error", str(payload.get("message") or "The provider reported an error")
                 )
             self._last_sequence += 1
+            if name and name.endswith(".delta"):
+                self._deltas.append(event.data)
             return [encode_event(name or "message", event.data.encode())]
         payload = json_object(event.data, f"{name} event")
         self._last_sequence = int(payload.get("sequence_number", self._last_sequence + 1))
@@ -91,6 +93,9 @@ class ResponsesStreamPassthrough:
             self._terminal = (name, payload)
             return []
         return [encode_event(name, orjson.dumps(payload))]
+
+    def generated_text(self) -> str:
+        return "".join(str(json_object(data, "delta event").get("delta") or "") for data in self._deltas)
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         if self._terminal is None:

@@ -7,21 +7,30 @@ from typing import Any
 import orjson
 
 from ...api.errors import GatewayError
-from ...canonical import Response, TextPart, ToolCallPart, Usage
+from ...canonical import (
+    Response,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    ToolCallDelta,
+    ToolCallPart,
+    Usage,
+)
 from ...formats.base import Codec, ResponseContext, StreamDecoder, StreamEncoder, Target
 from ...formats.sse import ServerSentEvent
 from .base import Completed, StreamTranslator, json_object
 
 
-def output_chars(response: Response) -> int:
-    """Characters of text and tool arguments in a canonical answer."""
-    total = 0
+def output_text(response: Response) -> str:
+    """Text, thinking and tool arguments of a canonical answer."""
+    pieces = []
     for part in response.parts:
-        if isinstance(part, TextPart):
-            total += len(part.text)
+        if isinstance(part, TextPart | ThinkingPart):
+            pieces.append(part.text)
         elif isinstance(part, ToolCallPart):
-            total += len(part.arguments)
-    return total
+            pieces.append(part.arguments)
+    return "".join(pieces)
 
 
 class TranslatingExchange:
@@ -39,7 +48,7 @@ class TranslatingExchange:
 
     def read(self, upstream: bytes, ctx: ResponseContext) -> Completed:
         response = self._provider.decode_response(json_object(upstream, "response"))
-        return Completed(response, response.usage, response.finish_reason, output_chars(response))
+        return Completed(response, response.usage, response.finish_reason, output_text(response))
 
     def finalize(self, completed: Completed, ctx: ResponseContext, cost_usd: float) -> bytes:
         response: Response = completed.payload
@@ -57,6 +66,7 @@ class CodecStream:
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._decoder = decoder
         self._encoder = encoder
+        self._generated: list[str] = []
 
     @property
     def usage(self) -> Usage | None:
@@ -66,9 +76,8 @@ class CodecStream:
     def finish_reason(self) -> str | None:
         return self._decoder.finish_reason
 
-    @property
-    def output_chars(self) -> int:
-        return self._decoder.output_chars
+    def generated_text(self) -> str:
+        return "".join(self._generated)
 
     def start(self) -> list[bytes]:
         return self._encoder.start()
@@ -76,6 +85,10 @@ class CodecStream:
     def feed(self, event: ServerSentEvent) -> list[bytes]:
         frames: list[bytes] = []
         for canonical_event in self._decoder.feed(event):
+            if isinstance(canonical_event, TextDelta | ThinkingDelta):
+                self._generated.append(canonical_event.text)
+            elif isinstance(canonical_event, ToolCallDelta):
+                self._generated.append(canonical_event.arguments)
             frames.extend(self._encoder.feed(canonical_event))
         return frames
 
