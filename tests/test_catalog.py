@@ -281,3 +281,21 @@ def test_free_flag_follows_the_model_id() -> None:
     catalog = load_catalog(load_settings(env={}))
     assert [m.id for m in catalog.all() if m.free] == ["google/gemma-3-27b:free"]
     assert isinstance(catalog, Catalog)
+
+
+def test_route_supported_parameters_become_a_frozenset_and_default_to_unknown(tmp_path: Path) -> None:
+    settings = settings_with(
+        tmp_path,
+        """
+        models:
+          me/m:
+            providers:
+              - {provider: openai, model: a, price: {input: "1", output: "1"},
+                 supported_parameters: [tools, response_format]}
+              - {provider: xai, model: b, price: {input: "1", output: "1"}}
+        """,
+    )
+    entry = load_catalog(settings).get("me/m")
+    assert entry is not None
+    assert entry.routes[0].supported_parameters == frozenset({"tools", "response_format"})
+    assert entry.routes[1].supported_parameters is None

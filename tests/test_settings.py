@@ -434,3 +434,26 @@ def test_provider_formats_narrow_what_the_type_speaks(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"providers\.r\.formats"):
         load_settings(config, env={"AISTATS_DATA_DIR": str(tmp_path)})
+
+
+def test_route_supported_parameters_are_kept(tmp_path: Path) -> None:
+    text = GOOD_MODEL.replace(
+        'cached_input: "0.075"}', 'cached_input: "0.075"}\n        supported_parameters: [tools, seed]'
+    )
+    models = load_settings(write_config(tmp_path, text), env={}).models
+    assert models["openai/gpt-4o-mini"]["providers"][0]["supported_parameters"] == ["tools", "seed"]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("[tools, telepathy]", "unknown parameter 'telepathy'"), ("tools", "must be a list of parameter names")],
+)
+def test_route_supported_parameters_must_come_from_the_vocabulary(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    text = GOOD_MODEL.replace(
+        'cached_input: "0.075"}', f'cached_input: "0.075"}}\n        supported_parameters: {value}'
+    )
+    message = config_error(tmp_path, text)
+    assert message.startswith("models.openai/gpt-4o-mini.providers[0].supported_parameters:"), message
+    assert problem in message and "response_format" in message

@@ -29,6 +29,8 @@ from .metrics import Metrics
 from .pipeline import tokens
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
+from .pipeline.health import BreakerConfig, HealthTracker
+from .pipeline.health_sync import RedisHealthSync
 from .pipeline.refresher import FlushTrackingStore, StateRefresher
 from .pipeline.routing import Router
 from .providers import build_providers
@@ -67,16 +69,28 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
     keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
     writer = BatchedWriter(FlushTrackingStore(store, wallets), on_flushed=wallets.flushed)
     metrics = Metrics(writer_depth=lambda: writer.queue_depth)
+    routing = settings.routing
+    health = HealthTracker(
+        BreakerConfig(
+            failure_threshold=routing.failure_threshold,
+            window_s=routing.window_s,
+            error_rate_threshold=routing.error_rate_threshold,
+            min_requests=routing.min_requests,
+            open_s=routing.open_s,
+            half_open_probes=routing.half_open_probes,
+        )
+    )
     state = AppState(
         settings=settings,
         catalog=catalog,
-        router=Router(catalog, providers),
+        router=Router(catalog, providers, health),
         store=store,
         writer=writer,
         keys=keys,
         wallets=wallets,
         upstream=upstream,
         metrics=metrics,
+        health=health,
         started_at=time.monotonic(),
     )
     return state, StateRefresher(store, keys, wallets, interval=refresh_interval)
@@ -97,6 +111,9 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         await refresher.refresh()
         await state.upstream.start()
         await tokens.preload()
+        health_sync = RedisHealthSync(state.health, settings.redis_url) if settings.redis_url else None
+        if health_sync is not None:
+            await health_sync.start()
         state.writer.start()
         refresher.start()
         state.metrics.start()
@@ -108,6 +125,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         finally:
             state.ready = False
             await state.metrics.stop()
+            if health_sync is not None:
+                await health_sync.stop()
             await refresher.stop()
             await state.writer.stop()  # drains every queued usage record and charge
             await state.upstream.close()

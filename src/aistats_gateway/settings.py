@@ -44,7 +44,21 @@ PROVIDER_TYPES = ("anthropic", "google", "openai", "openai_compatible", "xai")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 _TOP_LEVEL_KEYS = frozenset(
-    {"providers", "models", "server", "database_url", "redis_url", "data_dir", "key_pepper", "log_level"}
+    {
+        "providers",
+        "models",
+        "server",
+        "database_url",
+        "redis_url",
+        "data_dir",
+        "key_pepper",
+        "log_level",
+        "routing",
+    }
+)
+_ROUTING_KEYS = frozenset({"max_attempts", "deadline_s", "breaker"})
+_BREAKER_KEYS = frozenset(
+    {"failure_threshold", "window_s", "error_rate_threshold", "min_requests", "open_s", "half_open_probes"}
 )
 _SERVER_KEYS = frozenset({"host", "port", "workers"})
 _PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers", "formats"})
@@ -56,9 +70,31 @@ PROVIDER_FORMATS: dict[str, tuple[str, ...]] = {
     "anthropic": ("messages",),
     "google": ("gemini",),
 }
-_TIMEOUT_KEYS = frozenset({"connect", "read"})
+_TIMEOUT_KEYS = frozenset({"connect", "read", "first_byte", "idle"})
 _MODEL_KEYS = frozenset({"name", "created", "context_length", "max_output_tokens", "providers"})
-_ROUTE_KEYS = frozenset({"provider", "model", "price", "context_length", "max_output_tokens"})
+_ROUTE_KEYS = frozenset(
+    {"provider", "model", "price", "context_length", "max_output_tokens", "supported_parameters"}
+)
+# What a route's ``supported_parameters`` may list: the request features routing can require
+# (``provider.require_parameters``); ``response_format`` stands for structured output.
+ROUTE_PARAMETERS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "response_format",
+        "reasoning",
+        "images",
+        "stop",
+        "seed",
+        "logprobs",
+        "temperature",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "max_tokens",
+    }
+)
 _PRICE_KEYS = frozenset({"input", "output", "cached_input"})
 
 _DEFAULT_BASE_URLS = {
@@ -108,7 +144,9 @@ class ProviderConfig:
     api_key: str | None = None
     api_key_env: str | None = None
     connect_timeout: float = 10.0
-    read_timeout: float = 300.0
+    read_timeout: float = 300.0  # a whole non-streamed answer: each gap between reads
+    first_byte_timeout: float = 300.0  # until the response headers arrive
+    idle_timeout: float = 300.0  # streams: the longest silence between two events
     headers: dict[str, str] = field(default_factory=dict)
     formats: tuple[str, ...] | None = None  # narrows the type's wire formats (e.g. only "responses")
 
@@ -116,6 +154,20 @@ class ProviderConfig:
     def active(self) -> bool:
         """Usable for routing: has a key, or is an OpenAI-compatible server that needs none."""
         return self.type == "openai_compatible" or bool(self.api_key)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Failover limits and circuit-breaker thresholds (``routing:`` in the config)."""
+
+    max_attempts: int = 3  # providers tried per request at most
+    deadline_s: float = 600.0  # no new attempt starts after this long
+    failure_threshold: int = 5
+    window_s: float = 30.0
+    error_rate_threshold: float = 0.5
+    min_requests: int = 10
+    open_s: float = 30.0
+    half_open_probes: int = 1
 
 
 @dataclass(frozen=True)
@@ -133,6 +185,7 @@ class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
     log_level: str = "info"
+    routing: RoutingSettings = field(default_factory=lambda: RoutingSettings())
 
 
 def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +230,7 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
 
     providers = _providers(doc.get("providers"), raw.get("providers"), env)
     models = validate_models(doc.get("models"), providers)
+    routing = _routing(doc.get("routing"))
     return Settings(
         config_path=path,
         data_dir=data_dir,
@@ -189,6 +243,40 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
         providers=providers,
         models=models,
         log_level=log_level.lower(),
+        routing=routing,
+    )
+
+
+def _routing(section: object) -> RoutingSettings:
+    body = _mapping(section, "routing", allowed=_ROUTING_KEYS)
+    breaker = _mapping(body.get("breaker"), "routing.breaker", allowed=_BREAKER_KEYS)
+    defaults = RoutingSettings()
+    rate = breaker.get("error_rate_threshold", defaults.error_rate_threshold)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        raise ConfigError("routing.breaker.error_rate_threshold", "a number in (0, 1]")
+    return RoutingSettings(
+        max_attempts=_int_in_range(
+            body.get("max_attempts", defaults.max_attempts), "routing.max_attempts", 1, 20
+        ),
+        deadline_s=_positive_number(body.get("deadline_s", defaults.deadline_s), "routing.deadline_s"),
+        failure_threshold=_int_in_range(
+            breaker.get("failure_threshold", defaults.failure_threshold),
+            "routing.breaker.failure_threshold",
+            1,
+            None,
+        ),
+        window_s=_positive_number(breaker.get("window_s", defaults.window_s), "routing.breaker.window_s"),
+        error_rate_threshold=float(rate),
+        min_requests=_int_in_range(
+            breaker.get("min_requests", defaults.min_requests), "routing.breaker.min_requests", 1, None
+        ),
+        open_s=_positive_number(breaker.get("open_s", defaults.open_s), "routing.breaker.open_s"),
+        half_open_probes=_int_in_range(
+            breaker.get("half_open_probes", defaults.half_open_probes),
+            "routing.breaker.half_open_probes",
+            1,
+            None,
+        ),
     )
 
 
@@ -516,6 +604,10 @@ def _provider(name: str, spec: object, raw: dict[str, Any], env: Mapping[str, st
     timeouts = _mapping(body.get("timeouts"), f"{key}.timeouts", allowed=_TIMEOUT_KEYS)
     connect_timeout = _positive_number(timeouts.get("connect", 10.0), f"{key}.timeouts.connect")
     read_timeout = _positive_number(timeouts.get("read", 300.0), f"{key}.timeouts.read")
+    first_byte_timeout = _positive_number(
+        timeouts.get("first_byte", read_timeout), f"{key}.timeouts.first_byte"
+    )
+    idle_timeout = _positive_number(timeouts.get("idle", read_timeout), f"{key}.timeouts.idle")
 
     headers: dict[str, str] = {}
     for header, value in _mapping(body.get("headers"), f"{key}.headers").items():
@@ -542,6 +634,8 @@ def _provider(name: str, spec: object, raw: dict[str, Any], env: Mapping[str, st
         api_key_env=key_env,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        first_byte_timeout=first_byte_timeout,
+        idle_timeout=idle_timeout,
         headers=headers,
         formats=formats,
     )
@@ -580,4 +674,15 @@ def _validate_route(route: object, key: str, providers: Collection[str], free: b
     for limit in ("context_length", "max_output_tokens"):
         if limit in body:
             _int_in_range(body[limit], f"{key}.{limit}", 1, None)
+    if "supported_parameters" in body:
+        _supported_parameters(body["supported_parameters"], f"{key}.supported_parameters")
     return {**body, "price": dict(price)}
+
+
+def _supported_parameters(value: object, key: str) -> None:
+    names = ", ".join(sorted(ROUTE_PARAMETERS))
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(key, f"must be a list of parameter names drawn from: {names}")
+    unknown = [item for item in value if item not in ROUTE_PARAMETERS]
+    if unknown:
+        raise ConfigError(key, f"unknown parameter {unknown[0]!r} (expected names from: {names})")

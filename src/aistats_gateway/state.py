@@ -8,6 +8,7 @@ from .catalog import Catalog
 from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
+from .pipeline.health import HealthTracker
 from .pipeline.routing import Router
 from .providers.http import UpstreamClient
 from .settings import Settings
@@ -28,5 +29,6 @@ class AppState:
     wallets: WalletBook
     upstream: UpstreamClient
     metrics: Metrics
+    health: HealthTracker
     started_at: float
     ready: bool = field(default=False)

@@ -197,11 +197,11 @@ def _message_outcome(message: Any, cost: float | None) -> Outcome:
 def call_messages(client: anthropic.Anthropic, model: str, scenario: str, stream: bool) -> Outcome:
     request = messages_request(scenario)
     if not stream:
-        message = client.messages.create(model=model, max_tokens=40000, **request)
+        message = client.messages.create(model=model, max_tokens=4000, **request)
         assert message.usage.model_extra is not None
         return _message_outcome(message, message.usage.model_extra["cost"])
     cost = None
-    with client.messages.stream(model=model, max_tokens=40000, **request) as events:
+    with client.messages.stream(model=model, max_tokens=4000, **request) as events:
         for event in events:
             if event.type == "message_delta":
                 assert event.usage.model_extra is not None

@@ -6,7 +6,9 @@ settle, and queue the usage record; no database round trip anywhere on this path
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from ..api.errors import GatewayError
@@ -16,10 +18,11 @@ from ..ids import new_generation_id
 from ..money import nanos_to_usd
 from ..pipeline.exchanges import Exchange, StreamTranslator, choose_exchange
 from ..pipeline.generation import Generation, estimate_usage
+from ..pipeline.health_report import report_failure, retry_after_s
 from ..pipeline.request import InferenceRequest, parse_inference_request
 from ..pipeline.routing import Plan
 from ..pipeline.upstream_errors import to_gateway_error
-from ..providers.base import UpstreamFailure, UpstreamReply
+from ..providers.base import UpstreamFailure, UpstreamReply, UpstreamTimeout
 from ..state import AppState
 from .asgi import Receive, Reply, Scope, Send, header_values, read_body
 
@@ -93,7 +96,7 @@ class InferenceEndpoint:
             parsed = parse_inference_request(raw, self._surface)
             generation.model_id = parsed.model_id
             generation.streamed = parsed.stream
-            plan = state.router.plan(parsed.model_id)
+            plan = state.router.plan(parsed.body, self._surface)
             generation.price = plan.candidates[0].route.price
             generation.reservation = state.wallets.reserve(
                 generation.principal.workspace_id, _reservation_amount(plan, parsed, len(raw))
@@ -114,34 +117,60 @@ class InferenceEndpoint:
         ctx: ResponseContext,
         raw: bytes,
     ) -> Reply:
+        """Try the plan's candidates in order until one answers (DESIGN.md: attempt loop).
+
+        A candidate whose circuit is open is skipped; connect errors, timeouts, 429 and 5xx move
+        on to the next candidate; a caller's 4xx ends the loop with the provider's message. At
+        most ``routing.max_attempts`` providers are tried, and none after ``routing.deadline_s``.
+        """
+        routing = self._state.settings.routing
+        health = self._state.health
+        candidates = plan.candidates if plan.allow_fallbacks else plan.candidates[:1]
+        deadline = generation.started + routing.deadline_s
         last_failure: UpstreamFailure | None = None
-        for candidate in plan.candidates:
-            exchange = choose_exchange(
-                self._surface, candidate.provider.native_formats, candidate.provider.config.type
+        tried = 0
+        for candidate in candidates:
+            if tried >= routing.max_attempts or time.perf_counter() > deadline:
+                break
+            provider, route = candidate.provider, candidate.route
+            name = provider.config.name
+            if not health.allow(name, route.model):
+                generation.skip(name, route.model, "circuit_open")
+                continue
+            tried += 1
+            exchange = choose_exchange(self._surface, provider.native_formats, provider.config.type)
+            upstream_body = exchange.upstream_body(
+                parsed.body, Target(name, route.model, route.max_output_tokens), parsed.stream
             )
-            route = candidate.route
-            target = Target(candidate.provider.config.name, route.model, route.max_output_tokens)
-            upstream_body = exchange.upstream_body(parsed.body, target, parsed.stream)
-            generation.upstream_begin(
-                candidate.provider.config.name, candidate.route.model, candidate.route.price
-            )
+            generation.upstream_begin(name, route.model, route.price, candidate.model.id)
+            # Billing and the answer's `model` follow the model that serves (a `models` fallback).
+            attempt_ctx = dataclasses.replace(ctx, model=candidate.model.id)
             try:
-                reply = await candidate.provider.send(
+                reply = await provider.send(
                     exchange.upstream_format, upstream_body, stream=parsed.stream, model=route.model
                 )
                 if parsed.stream:
-                    response = await self._open_stream(generation, exchange, reply, ctx, raw)
-                else:
-                    response = await self._complete(generation, exchange, reply, ctx, raw)
+                    return await self._open_stream(generation, exchange, reply, attempt_ctx, raw)
+                return await self._complete(generation, exchange, reply, attempt_ctx, raw)
             except UpstreamFailure as failure:
-                generation.upstream_end(type(failure).__name__)
+                elapsed = generation.upstream_end(type(failure).__name__)
+                report_failure(health, name, route.model, failure, elapsed)
                 last_failure = failure
-                if failure.retryable:
-                    continue
-                break
-            return response
-        assert last_failure is not None
-        raise to_gateway_error(last_failure)
+                if not failure.retryable:
+                    break
+        if last_failure is not None:
+            raise to_gateway_error(last_failure)
+        if tried == 0 and generation.attempts:
+            wait = retry_after_s(health, [(a.provider, a.upstream_model) for a in generation.attempts])
+            raise GatewayError(
+                "no_provider_available",
+                f"Every provider for '{parsed.model_id}' is failing (circuit open); retry in {wait} s.",
+                code="circuit_open",
+                retry_after=wait,
+            )
+        raise GatewayError(
+            "timeout_error", f"No attempt could start within the {routing.deadline_s:g} s deadline"
+        )
 
     async def _complete(
         self,
@@ -155,9 +184,15 @@ class InferenceEndpoint:
             data = await reply.read()
         finally:
             reply.release()
-        generation.upstream_end("ok")
+        elapsed = generation.upstream_end("ok")
         generation.mark_first_byte()
         completed = exchange.read(data, ctx)
+        self._state.health.record_success(
+            generation.provider or "",
+            generation.upstream_model or "",
+            latency_s=elapsed,
+            output_tokens=completed.usage.output_tokens if completed.usage else 0,
+        )
         usage = completed.usage or estimate_usage(raw, completed.output_text)
         cost = generation.cost_of(usage)
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
@@ -205,6 +240,23 @@ class InferenceEndpoint:
         body = self._relay(generation, translator, decoder, chunks, reply, first, raw)
         return Reply.sse(body, self._headers(generation))
 
+    def _stream_health(self, generation: Generation, failure: Exception | None, output_tokens: int) -> None:
+        """Tell the health tracker how a stream that had started ended."""
+        provider, model = generation.provider or "", generation.upstream_model or ""
+        started = generation.serving_started or generation.started
+        elapsed = time.perf_counter() - started
+        health = self._state.health
+        if failure is None:
+            ttft = generation.first_byte - started if generation.first_byte else None
+            health.record_success(
+                provider, model, latency_s=elapsed, ttft_s=ttft, output_tokens=output_tokens
+            )
+        elif isinstance(failure, UpstreamFailure):
+            kind = "timeout" if isinstance(failure, UpstreamTimeout) else "dropped"
+            health.record_failure(provider, model, kind=kind, latency_s=elapsed)
+        else:
+            health.record_failure(provider, model, kind="server_error")
+
     async def _relay(
         self,
         generation: Generation,
@@ -227,6 +279,7 @@ class InferenceEndpoint:
                 for frame in translator.feed(event):
                     yield frame
             usage = translator.usage or estimate_usage(raw, translator.generated_text())
+            self._stream_health(generation, None, usage.output_tokens)
             cost = generation.cost_of(usage)
             final = translator.finish(usage, nanos_to_usd(cost))
             status = "incomplete" if translator.finish_reason in INCOMPLETE_REASONS else "completed"
@@ -241,6 +294,7 @@ class InferenceEndpoint:
                 yield frame
         except (UpstreamFailure, GatewayError) as exc:
             error = to_gateway_error(exc) if isinstance(exc, UpstreamFailure) else exc
+            self._stream_health(generation, exc, 0)
             # The provider failed mid-stream: a failed attempt is never billed.
             generation.close(
                 "failed", finish_reason=translator.finish_reason, error=f"{error.reason}: {error.message}"
@@ -250,6 +304,7 @@ class InferenceEndpoint:
         finally:
             reply.release()
             if not generation.closed:
+                self._stream_health(generation, None, 0)
                 # The client went away mid-stream: the provider's tokens were generated and are
                 # billed; counted by the gateway when the provider was cut off before reporting.
                 generation.close(

@@ -24,11 +24,7 @@ class ModelsEndpoints:
         self._listing = {"object": "list", "data": [self._describe(model) for model in catalog.all()]}
 
     def _available(self, model: ModelEntry) -> bool:
-        try:
-            self._router.plan(model.id)
-        except GatewayError:
-            return False
-        return True
+        return self._router.is_available(model.id)
 
     def _describe(self, model: ModelEntry) -> dict[str, Any]:
         return {**model.to_openai_model(), "available": self._available(model)}

@@ -28,6 +28,8 @@ class ProviderRoute:
     price: PriceCard
     context_length: int
     max_output_tokens: int
+    # The request parameters it accepts (settings.ROUTE_PARAMETERS); None = not declared (all).
+    supported_parameters: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def _entry(model_id: str, spec: dict[str, Any], replaces: ModelEntry | None) -> 
             price=_price_card(route["price"]),
             context_length=int(route.get("context_length", context_length)),
             max_output_tokens=int(route.get("max_output_tokens", max_output_tokens)),
+            supported_parameters=_parameters(route.get("supported_parameters")),
         )
         for route in route_specs
     )
@@ -164,6 +167,10 @@ def _model_limit(spec: dict[str, Any], routes: list[dict[str, Any]], key: str, d
         return int(spec[key])
     declared = [int(route[key]) for route in routes if key in route]
     return max(declared) if declared else default
+
+
+def _parameters(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)
 
 
 def _price_card(price: dict[str, Any]) -> PriceCard:

@@ -56,6 +56,7 @@ class Generation:
     first_byte: float | None = None
     upstream_s: float = 0.0  # time spent waiting on providers (all attempts)
     attempt_started: float | None = None
+    serving_started: float | None = None  # start of the attempt that is serving (streams)
     attempts: list[Attempt] = field(default_factory=list)
     closed: bool = False
 
@@ -67,23 +68,30 @@ class Generation:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
 
-    def upstream_begin(self, provider: str, upstream_model: str, price: PriceCard) -> None:
-        """An attempt on ``provider`` starts now."""
+    def upstream_begin(self, provider: str, upstream_model: str, price: PriceCard, model_id: str) -> None:
+        """An attempt on ``provider`` for catalog model ``model_id`` starts now."""
         self.provider = provider
         self.upstream_model = upstream_model
         self.price = price
-        self.attempt_started = time.perf_counter()
+        self.model_id = model_id
+        self.attempt_started = self.serving_started = time.perf_counter()
 
-    def upstream_end(self, outcome: str) -> None:
-        """The provider's part of this attempt is over (reply read, first event, or failure)."""
+    def skip(self, provider: str, upstream_model: str, outcome: str) -> None:
+        """A candidate passed over without a call (e.g. its circuit is open)."""
+        self.attempts.append(Attempt(provider, upstream_model, outcome, 0))
+
+    def upstream_end(self, outcome: str) -> float:
+        """The provider's part of this attempt is over (reply read, first event, or failure);
+        returns how long it took."""
         if self.attempt_started is None:
-            return
+            return 0.0
         elapsed = time.perf_counter() - self.attempt_started
         self.attempt_started = None
         self.upstream_s += elapsed
         self.attempts.append(
             Attempt(self.provider or "", self.upstream_model or "", outcome, round(elapsed * 1000))
         )
+        return elapsed
 
     def overhead_s(self) -> float:
         """The gateway's own time so far: elapsed minus the time spent waiting on providers."""

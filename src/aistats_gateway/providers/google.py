@@ -30,11 +30,5 @@ class GoogleProvider:
 
     async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
         """POST a ``generateContent`` body for ``model``."""
-        return await self._client.post(
-            self.config.name,
-            self.url(model, stream),
-            body,
-            self._stream_headers if stream else self._headers,
-            connect_timeout=self.config.connect_timeout,
-            read_timeout=self.config.read_timeout,
-        )
+        headers = self._stream_headers if stream else self._headers
+        return await self._client.post_for(self.config, self.url(model, stream), body, headers, stream=stream)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from ..settings import ProviderConfig
 from .base import UpstreamConnectError, UpstreamReply, UpstreamStatusError, UpstreamTimeout
 
 MAX_ERROR_BODY = 64 * 1024
@@ -269,12 +270,14 @@ class UpstreamClient:
         headers: Mapping[str, str],
         *,
         connect_timeout: float,
+        first_byte_timeout: float,
         read_timeout: float,
     ) -> UpstreamReply:
         """POST and return once the status line and headers are in.
 
         Non-2xx replies raise :class:`UpstreamStatusError` with the (size-capped) body read.
-        ``read_timeout`` bounds the wait for the headers and every later gap between reads.
+        ``first_byte_timeout`` bounds the wait for the headers, ``read_timeout`` every later gap
+        between reads of the body (for a stream: the silence between two events).
         """
         origin, target = split_url(url)
         connection = await self._acquire(origin, provider, connect_timeout)
@@ -282,10 +285,12 @@ class UpstreamClient:
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         connection.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         try:
-            await _wait(self._loop or asyncio.get_running_loop(), connection.head, read_timeout)
+            await _wait(self._loop or asyncio.get_running_loop(), connection.head, first_byte_timeout)
         except TimeoutError as exc:
             self._discard(origin, connection)
-            raise UpstreamTimeout(provider, f"{provider} did not answer within {read_timeout:g}s") from exc
+            raise UpstreamTimeout(
+                provider, f"{provider} did not answer within {first_byte_timeout:g}s"
+            ) from exc
         except (OSError, ConnectionError) as exc:
             self._discard(origin, connection)
             raise UpstreamConnectError(provider, f"{provider} closed the connection: {exc}") from exc
@@ -309,6 +314,20 @@ class UpstreamClient:
             )
         return UpstreamReply(
             connection.status, connection.headers, chunks, lambda: self._finish(origin, connection)
+        )
+
+    async def post_for(
+        self, config: ProviderConfig, url: str, body: bytes, headers: Mapping[str, str], *, stream: bool
+    ) -> UpstreamReply:
+        """:meth:`post` with the provider's configured timeouts (idle gaps for streams)."""
+        return await self.post(
+            config.name,
+            url,
+            body,
+            headers,
+            connect_timeout=config.connect_timeout,
+            first_byte_timeout=config.first_byte_timeout,
+            read_timeout=config.idle_timeout if stream else config.read_timeout,
         )
 
     def _discard(self, origin: Origin, connection: _Connection) -> None:

@@ -48,11 +48,5 @@ class OpenAILikeProvider:
 
     async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
         """POST ``body`` to this provider's endpoint for ``fmt`` (``chat`` or ``responses``)."""
-        return await self._client.post(
-            self.config.name,
-            self._urls[fmt],
-            body,
-            self._stream_headers if stream else self._headers,
-            connect_timeout=self.config.connect_timeout,
-            read_timeout=self.config.read_timeout,
-        )
+        headers = self._stream_headers if stream else self._headers
+        return await self._client.post_for(self.config, self._urls[fmt], body, headers, stream=stream)
