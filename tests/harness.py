@@ -161,11 +161,15 @@ class Admin:
         self.run(lambda store: store.grant_credits(workspace_id, usd_nanos, note="test"))
 
 
-def gateway_settings(tmp_path: Path, config: dict[str, Any], database_url: str | None = None) -> Settings:
+def gateway_settings(
+    tmp_path: Path, config: dict[str, Any], database_url: str | None = None, redis_url: str | None = None
+) -> Settings:
     env = {
         "AISTATS_DATA_DIR": str(tmp_path / "data"),
         "AISTATS_KEY_PEPPER": TEST_PEPPER,
     }
     if database_url:
         env["AISTATS_DATABASE_URL"] = database_url
+    if redis_url:
+        env["AISTATS_REDIS_URL"] = redis_url
     return load_settings(write_config(tmp_path, config), env=env)
