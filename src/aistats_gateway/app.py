@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -26,7 +27,6 @@ from .catalog import load_catalog
 from .ids import new_generation_id
 from .keys import load_or_create_pepper
 from .metrics import Metrics
-from .pipeline import tokens
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.health import BreakerConfig, HealthTracker
@@ -110,7 +110,6 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         await prepare_database(state.store, state.keys.pepper, issue_key=False)
         await refresher.refresh()
         await state.upstream.start()
-        await tokens.preload()
         health_sync = RedisHealthSync(state.health, settings.redis_url) if settings.redis_url else None
         if health_sync is not None:
             await health_sync.start()
@@ -128,6 +127,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             if health_sync is not None:
                 await health_sync.stop()
             await refresher.stop()
+            if state.background:  # e.g. abandoned streams still being counted and recorded
+                await asyncio.gather(*state.background, return_exceptions=True)
             await state.writer.stop()  # drains every queued usage record and charge
             await state.upstream.close()
             await state.store.engine.dispose()

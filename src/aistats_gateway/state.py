@@ -8,6 +8,7 @@ from .catalog import Catalog
 from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
+from .pipeline.generation import BackgroundTasks
 from .pipeline.health import HealthTracker
 from .pipeline.routing import Router
 from .providers.http import UpstreamClient
@@ -32,3 +33,4 @@ class AppState:
     health: HealthTracker
     started_at: float
     ready: bool = field(default=False)
+    background: BackgroundTasks = field(default_factory=BackgroundTasks)  # drained before the writer

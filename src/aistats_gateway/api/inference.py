@@ -6,6 +6,7 @@ settle, and queue the usage record; no database round trip anywhere on this path
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -17,7 +18,12 @@ from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
 from ..money import nanos_to_usd
 from ..pipeline.exchanges import Exchange, StreamTranslator, choose_exchange
-from ..pipeline.generation import Generation, estimate_usage
+from ..pipeline.generation import (
+    Generation,
+    close_cancelled,
+    count_then_close_cancelled,
+    estimate_usage,
+)
 from ..pipeline.health_report import report_failure, retry_after_s
 from ..pipeline.request import InferenceRequest, parse_inference_request
 from ..pipeline.routing import Plan
@@ -193,7 +199,7 @@ class InferenceEndpoint:
             latency_s=elapsed,
             output_tokens=completed.usage.output_tokens if completed.usage else 0,
         )
-        usage = completed.usage or estimate_usage(raw, completed.output_text)
+        usage = completed.usage or await estimate_usage(raw, completed.output_text)
         cost = generation.cost_of(usage)
         payload = exchange.finalize(completed, ctx, nanos_to_usd(cost))
         status = "incomplete" if completed.finish_reason in INCOMPLETE_REASONS else "completed"
@@ -278,7 +284,7 @@ class InferenceEndpoint:
             for event in decoder.flush():
                 for frame in translator.feed(event):
                     yield frame
-            usage = translator.usage or estimate_usage(raw, translator.generated_text())
+            usage = translator.usage or await estimate_usage(raw, translator.generated_text())
             self._stream_health(generation, None, usage.output_tokens)
             cost = generation.cost_of(usage)
             final = translator.finish(usage, nanos_to_usd(cost))
@@ -307,10 +313,13 @@ class InferenceEndpoint:
                 self._stream_health(generation, None, 0)
                 # The client went away mid-stream: the provider's tokens were generated and are
                 # billed; counted by the gateway when the provider was cut off before reporting.
-                generation.close(
-                    "cancelled",
-                    usage=translator.usage or estimate_usage(raw, translator.generated_text()),
-                    finish_reason=translator.finish_reason,
-                    error="client disconnected",
-                    usage_estimated=translator.usage is None,
-                )
+                # This block may run while the task is being cancelled, so any counting happens
+                # in a task of its own.
+                if translator.usage is not None:
+                    close_cancelled(generation, translator.usage, translator.finish_reason, estimated=False)
+                else:
+                    self._state.background.add(
+                        asyncio.create_task(
+                            count_then_close_cancelled(generation, raw, translator.generated_text())
+                        )
+                    )

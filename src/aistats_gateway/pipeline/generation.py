@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,17 +14,18 @@ from ..store.records import Charge, GenerationRecord
 from ..store.writer import BatchedWriter
 from .auth import Principal
 from .billing import Reservation, WalletBook
-from .tokens import count_tokens
+from .tokens import count_tokens_async
 
 
-def estimate_usage(request_body: bytes, output_text: str) -> Usage:
+async def estimate_usage(request_body: bytes, output_text: str) -> Usage:
     """Usage counted by the gateway when a provider reports none (the record is marked estimated).
 
     The input is counted over the whole JSON body, so it errs on the high side by the JSON syntax.
+    Counting runs in a worker thread (the tokenizer loads on first use).
     """
     return Usage(
-        input_tokens=count_tokens(request_body.decode("utf-8", "replace")),
-        output_tokens=count_tokens(output_text),
+        input_tokens=await count_tokens_async(request_body.decode("utf-8", "replace")),
+        output_tokens=await count_tokens_async(output_text),
     )
 
 
@@ -162,3 +164,30 @@ class Generation:
         )
         self.writer.submit(record, charge)
         self.metrics.generation(record, self.upstream_s if self.attempts else None)
+
+
+def close_cancelled(
+    generation: Generation, usage: Usage, finish_reason: str | None, *, estimated: bool
+) -> None:
+    """Record a stream the client abandoned; its tokens were generated, so they are billed."""
+    generation.close(
+        "cancelled",
+        usage=usage,
+        finish_reason=finish_reason,
+        error="client disconnected",
+        usage_estimated=estimated,
+    )
+
+
+async def count_then_close_cancelled(generation: Generation, request_body: bytes, output_text: str) -> None:
+    """Count an abandoned stream's tokens (the provider never reported them), then record it."""
+    usage = await estimate_usage(request_body, output_text)
+    close_cancelled(generation, usage, None, estimated=True)
+
+
+class BackgroundTasks(set[asyncio.Task[None]]):
+    """Strong references to fire-and-forget tasks until they finish (asyncio keeps only weak ones)."""
+
+    def add(self, task: asyncio.Task[None]) -> None:
+        super().add(task)
+        task.add_done_callback(self.discard)

