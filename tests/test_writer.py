@@ -9,6 +9,8 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from aistats_gateway.store.db import create_engine
+from aistats_gateway.store.migrate import migrate
 from aistats_gateway.store.records import Charge, GenerationRecord
 from aistats_gateway.store.repositories import Store
 from aistats_gateway.store.tables import generations, ledger_entries
@@ -190,3 +192,53 @@ def test_stop_gives_up_after_bounded_retries_and_keeps_the_records(database_url:
         assert await store.get_generation(record.id) == record
 
     with_store(database_url, body)
+
+
+def test_writer_holds_intake_when_the_database_is_slower_than_traffic(sqlite_url: str) -> None:
+    class SlowStore(Store):
+        async def write_batch(self, generations, charges):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.05)
+            await super().write_batch(generations, charges)
+
+    async def main() -> None:
+        engine = create_engine(sqlite_url)
+        await migrate(engine)
+        store = SlowStore(engine)
+        workspace = await store.ensure_workspace("default")
+        writer = BatchedWriter(store, max_batch=10, max_delay=0.001, high_water=30)
+        writer.start()
+        for _ in range(40):
+            writer.submit(make_record(workspace.id), None)
+        assert writer.backlogged, "above the high-water mark new requests must wait"
+        await asyncio.wait_for(writer.wait_for_room(), 5)
+        assert writer.queue_depth <= 20 and not writer.backlogged
+        await writer.stop()
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_writer_never_holds_intake_while_the_database_is_failing(sqlite_url: str) -> None:
+    class DownStore(Store):
+        async def write_batch(self, generations, charges):  # type: ignore[no-untyped-def]
+            raise ConnectionError("database down")
+
+    async def main() -> None:
+        engine = create_engine(sqlite_url)
+        await migrate(engine)
+        store = DownStore(engine)
+        workspace = await store.ensure_workspace("default")
+        writer = BatchedWriter(store, max_batch=10, max_delay=0.001, high_water=30, retry_initial_delay=0.01)
+        writer.start()
+        writer.submit(make_record(workspace.id), None)
+        await asyncio.sleep(0.05)  # the first write has failed by now
+        for _ in range(59):
+            writer.submit(make_record(workspace.id), None)
+        assert not writer.backlogged, "an outage is absorbed by the queue, not by stalling requests"
+        writer._stop_requested.set()
+        task = writer._task
+        assert task is not None
+        task.cancel()
+        await engine.dispose()
+
+    asyncio.run(main())

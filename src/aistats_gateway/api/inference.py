@@ -99,6 +99,8 @@ class InferenceEndpoint:
                 header_values(scope, b"authorization", b"x-api-key")
             )
             raw = await read_body(receive)
+            if state.writer.backlogged:  # the database is behind the traffic: hold intake
+                await state.writer.wait_for_room()
             parsed = parse_inference_request(raw, self._surface)
             generation.model_id = parsed.model_id
             generation.streamed = parsed.stream

@@ -5,6 +5,12 @@ task collects up to ``max_batch`` items, or whatever arrived within ``max_delay`
 one, and writes them with ``Store.write_batch`` in one transaction. A failed batch is kept and
 retried with backoff until it is written, so no record is ever dropped; ``write_batch`` is
 idempotent, so a retry after an unclear failure cannot charge twice.
+
+Backpressure: when the database is up but slower than the traffic, the queue would grow without
+bound (RSS climbing under a sustained load). Above ``high_water`` queued records the request path
+waits (:meth:`wait_for_room`) until the writer is back under ``max_batch``, which throttles
+intake to what the database can record. While writes are *failing* nobody is held back: the
+gateway keeps serving on cached keys and the queue absorbs the outage.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class BatchedWriter:
         retry_max_delay: float = 5.0,
         drain_attempts: int = 5,
         warn_depth: int = 10_000,
+        high_water: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -58,6 +65,10 @@ class BatchedWriter:
         self._drain_attempts = drain_attempts
         self._warn_depth = warn_depth
         self._next_warn_depth = warn_depth
+        self._high_water = high_water if high_water is not None else 5 * max_batch
+        self._room = asyncio.Event()
+        self._room.set()
+        self._failing = False
 
         self._queue: deque[_Item] = deque()
         self._in_flight: list[_Item] = []
@@ -77,6 +88,8 @@ class BatchedWriter:
         if queued == 1 or queued >= self._max_batch:
             self._wakeup.set()
         depth = self.queue_depth
+        if depth >= self._high_water and not self._failing:
+            self._room.clear()
         if depth >= self._next_warn_depth:
             logger.warning("usage writer is behind: %d records waiting to be written", depth)
             self._next_warn_depth *= 2
@@ -86,6 +99,15 @@ class BatchedWriter:
     def pending(self, generation_id: str) -> GenerationRecord | None:
         """A record that was submitted but is not written yet (None once it is in the database)."""
         return self._pending.get(generation_id)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while new requests should wait for the writer (see :meth:`wait_for_room`)."""
+        return not self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is back under one batch (immediately when it is)."""
+        await self._room.wait()
 
     @property
     def queue_depth(self) -> int:
@@ -153,6 +175,8 @@ class BatchedWriter:
                 await self._store.write_batch(records, charges)
                 break
             except Exception:
+                self._failing = True
+                self._room.set()  # an outage must not stall serving; the queue absorbs it
                 if self._stop_requested.is_set():
                     failures_while_stopping += 1
                     if failures_while_stopping >= self._drain_attempts:
@@ -173,6 +197,9 @@ class BatchedWriter:
                     await asyncio.sleep(min(delay, _DRAIN_RETRY_DELAY_CAP))
                 delay = min(delay * 2, self._retry_max_delay)
         self._in_flight = []
+        self._failing = False
+        if len(self._queue) <= self._max_batch:
+            self._room.set()
         for record in records:
             if self._pending.get(record.id) is record:
                 del self._pending[record.id]
