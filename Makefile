@@ -23,9 +23,9 @@ serve: $(STAMP_RUN)
 	$(BIN)/aistats-gateway serve $(ARGS)
 
 test: $(STAMP_TEST)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS) tests bench/test_bench.py
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check src tests
