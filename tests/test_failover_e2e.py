@@ -117,6 +117,8 @@ def test_failed_attempt_fails_over_and_only_the_serving_one_is_billed(
         ("b", "ok"),
     ]
     assert record["provider"] == "b" and record["status"] == "completed"
+    assert record["attempts"][0]["status"] == (None if failure.delay else failure.status)
+    assert record["attempts"][1]["status"] == 200
     usage = raw.parse().usage
     expected = usage.prompt_tokens * 2000 + usage.completion_tokens * 4000  # b's price, nano-USD
     assert record["cost_nanos"] == expected and _spent(chaos) == expected, "one charge, at b's price"

@@ -28,7 +28,7 @@ from ..pipeline.health_report import report_failure, retry_after_s
 from ..pipeline.request import InferenceRequest, parse_inference_request
 from ..pipeline.routing import Plan
 from ..pipeline.upstream_errors import to_gateway_error
-from ..providers.base import UpstreamFailure, UpstreamReply, UpstreamTimeout
+from ..providers.base import UpstreamFailure, UpstreamReply, UpstreamStatusError, UpstreamTimeout
 from ..state import AppState
 from .asgi import Receive, Reply, Scope, Send, header_values, read_body
 
@@ -161,7 +161,8 @@ class InferenceEndpoint:
                     return await self._open_stream(generation, exchange, reply, attempt_ctx, raw)
                 return await self._complete(generation, exchange, reply, attempt_ctx, raw)
             except UpstreamFailure as failure:
-                elapsed = generation.upstream_end(type(failure).__name__)
+                status = failure.status if isinstance(failure, UpstreamStatusError) else None
+                elapsed = generation.upstream_end(type(failure).__name__, status)
                 report_failure(health, name, route.model, failure, elapsed)
                 last_failure = failure
                 if not failure.retryable:
@@ -192,7 +193,7 @@ class InferenceEndpoint:
             data = await reply.read()
         finally:
             reply.release()
-        elapsed = generation.upstream_end("ok")
+        elapsed = generation.upstream_end("ok", reply.status)
         generation.mark_first_byte()
         completed = exchange.read(data, ctx)
         self._state.health.record_success(
@@ -243,7 +244,7 @@ class InferenceEndpoint:
         except BaseException:
             reply.release()
             raise
-        generation.upstream_end("ok")
+        generation.upstream_end("ok", reply.status)
         generation.mark_first_byte()
         body = self._relay(generation, translator, decoder, chunks, reply, first, raw)
         return Reply.sse(body, self._headers(generation))

@@ -33,8 +33,9 @@ async def estimate_usage(request_body: bytes, output_text: str) -> Usage:
 class Attempt:
     provider: str
     upstream_model: str
-    outcome: str  # "ok" or the error class name
+    outcome: str  # "ok", "circuit_open", or the error class name
     latency_ms: int
+    status: int | None = None  # the provider's HTTP status, when it answered
 
 
 @dataclass(slots=True)
@@ -82,7 +83,7 @@ class Generation:
         """A candidate passed over without a call (e.g. its circuit is open)."""
         self.attempts.append(Attempt(provider, upstream_model, outcome, 0))
 
-    def upstream_end(self, outcome: str) -> float:
+    def upstream_end(self, outcome: str, status: int | None = None) -> float:
         """The provider's part of this attempt is over (reply read, first event, or failure);
         returns how long it took."""
         if self.attempt_started is None:
@@ -91,7 +92,7 @@ class Generation:
         self.attempt_started = None
         self.upstream_s += elapsed
         self.attempts.append(
-            Attempt(self.provider or "", self.upstream_model or "", outcome, round(elapsed * 1000))
+            Attempt(self.provider or "", self.upstream_model or "", outcome, round(elapsed * 1000), status)
         )
         return elapsed
 
@@ -156,6 +157,7 @@ class Generation:
                     "provider": attempt.provider,
                     "upstream_model": attempt.upstream_model,
                     "outcome": attempt.outcome,
+                    "status": attempt.status,
                     "latency_ms": attempt.latency_ms,
                 }
                 for attempt in self.attempts
