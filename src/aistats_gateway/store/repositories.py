@@ -8,7 +8,7 @@ dialect-specific part is ``INSERT … ON CONFLICT DO NOTHING`` (see ``_insert``)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,14 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+WRITE_CHUNK_ROWS = 32
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = WRITE_CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def _workspace(row: RowMapping) -> Workspace:
@@ -316,24 +324,24 @@ class Store:
             return
         now = _now()
         async with self._engine.begin() as conn:
-            if generation_rows:
-                await conn.execute(
-                    _insert(conn, generations).on_conflict_do_nothing(index_elements=["id"]),
-                    generation_rows,
-                )
+            # Statements go in chunks: preparing the parameters of one executemany is synchronous
+            # work on the event loop, and a whole batch at once stalled requests in flight.
+            insert_generations = _insert(conn, generations).on_conflict_do_nothing(index_elements=["id"])
+            for chunk in _chunks(generation_rows):
+                await conn.execute(insert_generations, chunk)
             if not charge_rows:
                 return
             for row in charge_rows:
                 row["created_at"] = now
-            inserted = await conn.execute(
+            insert_charges = (
                 _insert(conn, ledger_entries)
                 .on_conflict_do_nothing(index_elements=["generation_id"])
-                .returning(ledger_entries.c.workspace_id, ledger_entries.c.amount_nano),
-                charge_rows,
+                .returning(ledger_entries.c.workspace_id, ledger_entries.c.amount_nano)
             )
             spent: dict[str, int] = defaultdict(int)
-            for workspace_id, amount_nano in inserted:
-                spent[workspace_id] -= amount_nano  # entries are negative
+            for chunk in _chunks(charge_rows):
+                for workspace_id, amount_nano in await conn.execute(insert_charges, chunk):
+                    spent[workspace_id] -= amount_nano  # entries are negative
             wallet_rows = [
                 {"ws": workspace_id, "amount": amount, "now": now}
                 for workspace_id, amount in sorted(spent.items())
