@@ -12,8 +12,13 @@ import httpx
 import openai
 import pytest
 import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.conftest import require_service
+from tests.fakes.common import ThreadedServer
 from tests.fakes.openai_server import Behaviour, FakeOpenAI, FakeOpenAIServer
 from tests.harness import Admin, GatewayServer, gateway_settings, wait_for
 
@@ -289,3 +294,31 @@ def test_two_instances_sharing_redis_see_the_same_breaker_state(tmp_path: Path) 
     assert len(a.fake.requests) == calls_to_a, "the second instance never called the open provider"
     for stale in client.scan_iter("aistats:health:*"):
         client.delete(stale)
+
+
+class GarbageServer(ThreadedServer):
+    """A provider that answers 200 with a body that is not JSON."""
+
+    label = "garbage"
+
+    def build(self) -> Starlette:
+        async def garbage(request: Request) -> Response:
+            return Response(b"<html>upstream proxy error</html>", media_type="text/html")
+
+        return Starlette(routes=[Route("/v1/chat/completions", garbage, methods=["POST"])])
+
+
+def test_malformed_answer_counts_as_a_provider_failure_and_fails_over(tmp_path: Path) -> None:
+    with GarbageServer() as garbage, FakeOpenAIServer(FakeOpenAI(api_key="sk-fake")) as b:
+        settings = gateway_settings(tmp_path, chaos_config(garbage.root_url + "/v1", b.base_url))
+        admin = Admin(settings)
+        key, _ = admin.create_key()
+        admin.grant(1_000_000_000)
+        with GatewayServer(settings) as gateway:
+            wait_for(lambda: gateway.state.wallets.snapshot(admin.workspace_id())["available"] > 0)
+            raw = gateway.openai(key).chat.completions.with_raw_response.create(
+                model=MODEL, messages=[{"role": "user", "content": "Reply with: served"}]
+            )
+            failures = gateway.state.health.snapshot("a", "a-model").failures_in_window
+    assert raw.headers["x-aistats-provider"] == "b" and raw.parse().choices[0].message.content == "served"
+    assert failures == 1, "an unreadable answer counts against the provider"

@@ -142,14 +142,16 @@ class InferenceEndpoint:
                 break
             provider, route = candidate.provider, candidate.route
             name = provider.config.name
-            if not health.allow(name, route.model):
-                generation.skip(name, route.model, "circuit_open")
-                continue
-            tried += 1
+            # Built before asking the breaker: a request this provider cannot take (a 400 from its
+            # codec) must not use up a half-open probe.
             exchange = choose_exchange(self._surface, provider.native_formats, provider.config.type)
             upstream_body = exchange.upstream_body(
                 parsed.body, Target(name, route.model, route.max_output_tokens), parsed.stream
             )
+            if not health.allow(name, route.model):
+                generation.skip(name, route.model, "circuit_open")
+                continue
+            tried += 1
             generation.upstream_begin(name, route.model, route.price, candidate.model.id)
             # Billing and the answer's `model` follow the model that serves (a `models` fallback).
             attempt_ctx = dataclasses.replace(ctx, model=candidate.model.id)
@@ -157,9 +159,15 @@ class InferenceEndpoint:
                 reply = await provider.send(
                     exchange.upstream_format, upstream_body, stream=parsed.stream, model=route.model
                 )
-                if parsed.stream:
-                    return await self._open_stream(generation, exchange, reply, attempt_ctx, raw)
-                return await self._complete(generation, exchange, reply, attempt_ctx, raw)
+                try:
+                    if parsed.stream:
+                        return await self._open_stream(generation, exchange, reply, attempt_ctx, raw)
+                    return await self._complete(generation, exchange, reply, attempt_ctx, raw)
+                except GatewayError as error:
+                    if error.reason != "provider_error":
+                        raise
+                    # An answer the gateway cannot read (not JSON, wrong shape): the provider's fault.
+                    raise UpstreamFailure(name, error.message) from error
             except UpstreamFailure as failure:
                 status = failure.status if isinstance(failure, UpstreamStatusError) else None
                 elapsed = generation.upstream_end(type(failure).__name__, status)
@@ -193,9 +201,9 @@ class InferenceEndpoint:
             data = await reply.read()
         finally:
             reply.release()
+        completed = exchange.read(data, ctx)  # an unreadable answer fails this attempt
         elapsed = generation.upstream_end("ok", reply.status)
         generation.mark_first_byte()
-        completed = exchange.read(data, ctx)
         self._state.health.record_success(
             generation.provider or "",
             generation.upstream_model or "",

@@ -51,7 +51,7 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-WRITE_CHUNK_ROWS = 32
+WRITE_CHUNK_ROWS = 64
 
 
 def _chunks(rows: list[dict[str, Any]], size: int = WRITE_CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
