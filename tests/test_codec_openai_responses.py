@@ -1558,7 +1558,7 @@ async def responses_endpoint(http: HttpRequest) -> HttpResponse:
     try:
         request = CODEC.decode_request(body)
     except GatewayError as error:
-        return HttpResponse(error.openai_json(), status_code=error.status, media_type="application/json")
+        return HttpResponse(error.json(), status_code=error.status, media_type="application/json")
     http.app.state.requests.append(request)
     ctx = ResponseContext(generation_id=GENERATION_ID, model=request.model, created=CREATED, request=body)
     if not request.stream:

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -73,8 +71,9 @@ class Reply:
     @classmethod
     def error(cls, error: GatewayError, generation_id: str, *, anthropic: bool = False) -> Reply:
         """The error in the OpenAI shape, or Anthropic's for the Messages surface."""
-        body = error.anthropic_body(generation_id) if anthropic else error.openai_body(generation_id)
-        return cls.json(orjson.dumps(body), error.headers(generation_id), error.status)
+        return cls.json(
+            error.json(generation_id, anthropic=anthropic), error.headers(generation_id), error.status
+        )
 
     @classmethod
     def sse(cls, stream: AsyncIterator[bytes], headers: dict[str, str]) -> Reply:

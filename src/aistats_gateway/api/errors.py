@@ -96,8 +96,10 @@ class GatewayError(Exception):
             "generation_id": generation_id,
         }
 
-    def openai_json(self, generation_id: str | None = None) -> bytes:
-        return orjson.dumps(self.openai_body(generation_id))
+    def json(self, generation_id: str | None = None, *, anthropic: bool = False) -> bytes:
+        """The encoded body: OpenAI's shape, or Anthropic's for the Messages surface."""
+        body = self.anthropic_body(generation_id) if anthropic else self.openai_body(generation_id)
+        return orjson.dumps(body)
 
 
 def invalid(message: str, param: str | None = None, code: str | None = "invalid_request") -> GatewayError:
@@ -107,9 +109,8 @@ def invalid(message: str, param: str | None = None, code: str | None = "invalid_
 
 def error_response(error: GatewayError, generation_id: str | None, *, anthropic: bool = False) -> Response:
     """The HTTP response for ``error`` in the OpenAI (default) or Anthropic shape."""
-    body = error.anthropic_body(generation_id) if anthropic else error.openai_body(generation_id)
     return Response(
-        orjson.dumps(body),
+        error.json(generation_id, anthropic=anthropic),
         status_code=error.status,
         headers=error.headers(generation_id),
         media_type="application/json",
