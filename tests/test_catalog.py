@@ -264,6 +264,7 @@ def test_to_openai_model_renders_prices_as_decimal_strings(tmp_path: Path) -> No
         "created": 1700000000,
         "owned_by": "me",
         "name": "My Model",
+        "kind": "chat",
         "context_length": 100000,
         "max_output_tokens": 5000,
         "pricing": {"input": "0.15", "output": "0.6", "cached_input": "0.075"},

@@ -42,6 +42,10 @@ models:
   acme/dark:
     providers:
       - {provider: keyed, model: dark-k, price: {input: "1", output: "1"}}
+  acme/embed:
+    kind: embeddings
+    providers:
+      - {provider: alpha, model: embed-a, price: {input: "0.02", output: "0"}}
   acme/tiny:free:
     providers:
       - {provider: gamma, model: tiny-g, price: {input: "0", output: "0"}}
@@ -562,3 +566,21 @@ def test_plain_plan_is_cheap_and_reuses_the_precomputed_plan(router: Router) -> 
     runs = 20_000
     seconds = timeit.timeit(lambda: router.plan(body, "chat"), number=runs)
     print(f"Router.plan, plain request, 3 candidates: {seconds / runs * 1e6:.2f} µs")
+
+
+# --- model kinds ---------------------------------------------------------------------------
+
+
+def test_a_model_of_another_kind_is_refused_naming_the_path_that_serves_it(router: Router) -> None:
+    error = plan_error(router, chat(model="acme/embed"))
+    assert error.status == 400 and error.param == "model"
+    assert "embeddings model" in error.message and "POST /v1/embeddings" in error.message
+    fallback = plan_error(router, chat(models=["acme/embed"]))
+    assert "embeddings model" in fallback.message
+
+
+def test_a_surface_plans_only_models_of_its_kind(router: Router) -> None:
+    plan = router.plan({"model": "acme/embed", "input": "hi"}, "embeddings")
+    assert served(plan) == [("acme/embed", "embed-a")]
+    error = plan_error(router, {"model": "acme/chat", "input": "hi"}, "embeddings")
+    assert "chat model" in error.message and "/v1/chat/completions" in error.message

@@ -71,7 +71,9 @@ PROVIDER_FORMATS: dict[str, tuple[str, ...]] = {
     "google": ("gemini",),
 }
 _TIMEOUT_KEYS = frozenset({"connect", "read", "first_byte", "idle"})
-_MODEL_KEYS = frozenset({"name", "created", "context_length", "max_output_tokens", "providers"})
+_MODEL_KEYS = frozenset({"name", "created", "context_length", "max_output_tokens", "providers", "kind"})
+# What a model does; each kind is served by its own surface (routing.SURFACE_KINDS).
+MODEL_KINDS = ("chat", "embeddings", "images", "videos")
 _ROUTE_KEYS = frozenset(
     {"provider", "model", "price", "context_length", "max_output_tokens", "supported_parameters"}
 )
@@ -298,6 +300,8 @@ def validate_models(raw: object, providers: Collection[str], where: str = "model
             raise ConfigError(f"{key}.name", "must be a non-empty string")
         if "created" in body:
             unix_timestamp(body["created"], f"{key}.created")
+        if "kind" in body and body["kind"] not in MODEL_KINDS:
+            raise ConfigError(f"{key}.kind", f"must be one of {', '.join(MODEL_KINDS)}; got {body['kind']!r}")
         for limit in ("context_length", "max_output_tokens"):
             if limit in body:
                 _int_in_range(body[limit], f"{key}.{limit}", 1, None)

@@ -43,6 +43,7 @@ class ModelEntry:
     context_length: int
     max_output_tokens: int
     routes: tuple[ProviderRoute, ...]
+    kind: str = "chat"  # settings.MODEL_KINDS: which surface serves it
 
     @property
     def free(self) -> bool:
@@ -58,6 +59,7 @@ class ModelEntry:
             "created": self.created,
             "owned_by": self.owned_by,
             "name": self.name,
+            "kind": self.kind,
             "context_length": self.context_length,
             "max_output_tokens": self.max_output_tokens,
             "pricing": {
@@ -158,6 +160,7 @@ def _entry(model_id: str, spec: dict[str, Any], replaces: ModelEntry | None) -> 
         context_length=context_length,
         max_output_tokens=max_output_tokens,
         routes=routes,
+        kind=spec.get("kind") or (replaces.kind if replaces else "chat"),
     )
 
 

@@ -43,6 +43,22 @@ from .preferences import ProviderPreferences, parse_preferences
 from .request import MAX_OUTPUT_FIELDS
 from .request_features import used_parameters
 
+# The model kind (catalog ``kind``) each surface serves, and the path that serves each kind.
+SURFACE_KINDS: dict[str, str] = {
+    "chat": "chat",
+    "responses": "chat",
+    "messages": "chat",
+    "embeddings": "embeddings",
+    "images": "images",
+    "videos": "videos",
+}
+KIND_PATHS: dict[str, str] = {
+    "chat": "POST /v1/chat/completions, /v1/responses or /v1/messages",
+    "embeddings": "POST /v1/embeddings",
+    "images": "POST /v1/images/generations",
+    "videos": "POST /v1/videos",
+}
+
 # Model-id suffixes that pick a sort order (OpenRouter's dynamic variants).
 VARIANTS: dict[str, str] = {"nitro": "throughput", "floor": "price"}
 
@@ -115,7 +131,7 @@ class Router:
         if raw_preferences is None and fallbacks is None:
             model_id = body.get("model")
             model = self._models.get(model_id) if isinstance(model_id, str) else None
-            if model is not None and model.plan is not None:
+            if model is not None and model.plan is not None and model.entry.kind == SURFACE_KINDS[surface]:
                 limit = _requested_output(body, surface)
                 if limit is None or limit <= model.output_limit:
                     return self._healthy_first(model)
@@ -127,6 +143,7 @@ class Router:
         self, body: dict[str, Any], surface: str, preferences: ProviderPreferences, fallbacks: object
     ) -> Plan:
         requested = self._requested_models(body, fallbacks if preferences.allow_fallbacks else None)
+        _check_kinds(requested, surface)
         limit = _requested_output(body, surface)
         used: frozenset[str] | None = None
         if preferences.require_parameters:
@@ -348,3 +365,17 @@ def _rejection(
         missing = ", ".join(sorted(used - supported))
         return f"provider '{name}' does not support {missing} (provider.require_parameters is true)"
     return None
+
+
+def _check_kinds(requested: Sequence[tuple[_Model | None, str | None]], surface: str) -> None:
+    """400 when a requested model is of another kind than ``surface`` serves (an embeddings
+    model sent to chat, say), naming the path that serves it."""
+    wanted = SURFACE_KINDS[surface]
+    for model, _ in requested:
+        if model is not None and model.entry.kind != wanted:
+            kind = model.entry.kind
+            raise invalid(
+                f"Model '{model.entry.id}' is {'an' if kind[0] in 'aeiou' else 'a'} {kind} model; "
+                f"it is served by {KIND_PATHS[kind]}",
+                param="model",
+            )
