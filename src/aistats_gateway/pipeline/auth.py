@@ -11,23 +11,38 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..api.errors import GatewayError
+from ..key_limits import UNLIMITED, KeyLimits
 from ..keys import hash_secret, parse_key
 from ..store.records import ApiKeyRow
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's id, its workspace, its label."""
+    """Who is calling: the key's id, its workspace, its label, kind and limits."""
 
     kid: str
     workspace_id: str
     key_name: str | None
+    kind: str = "inference"  # "inference" | "management"
+    limits: KeyLimits = UNLIMITED
 
 
 @dataclass(frozen=True, slots=True)
 class _CachedKey:
     principal: Principal
     secret_hash: bytes
+
+
+_WRONG_KIND = {
+    "management": (
+        "This is a management key: it manages keys, credits and the ledger (/v1/keys, /v1/workspaces, "
+        "/v1/ledger) but cannot call models. Use an inference key."
+    ),
+    "inference": (
+        "This is an inference key: it calls models but cannot manage keys, credits or the ledger. "
+        "Use a management key of this workspace or the admin token."
+    ),
+}
 
 
 def _unauthorized(message: str) -> GatewayError:
@@ -56,7 +71,8 @@ class KeyCache:
         """Swap in the current set of active keys (one atomic assignment)."""
         self._keys = {
             row.kid: _CachedKey(
-                Principal(row.kid, row.workspace_id, row.name), bytes.fromhex(row.secret_hash)
+                Principal(row.kid, row.workspace_id, row.name, row.kind, KeyLimits.from_json(row.limits)),
+                bytes.fromhex(row.secret_hash),
             )
             for row in rows
             if row.revoked_at is None
@@ -65,8 +81,12 @@ class KeyCache:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller's principal, or a 401 :class:`GatewayError` saying what is wrong."""
+    def authenticate(self, headers: Mapping[str, str], *, kind: str = "inference") -> Principal:
+        """The caller's principal, or a 401 :class:`GatewayError` saying what is wrong.
+
+        A valid key of another ``kind`` is refused with 403: a management key cannot call models,
+        and an inference key cannot manage keys or credits.
+        """
         key = bearer_or_api_key(headers)
         if key is None:
             raise _unauthorized(
@@ -82,4 +102,7 @@ class KeyCache:
         presented = bytes.fromhex(hash_secret(self.pepper, secret))
         if not hmac.compare_digest(expected, presented) or cached is None:
             raise _unauthorized("Invalid or revoked API key")
-        return cached.principal
+        principal = cached.principal
+        if principal.kind != kind:
+            raise GatewayError("authorization_error", _WRONG_KIND[principal.kind], code="wrong_key_kind")
+        return principal

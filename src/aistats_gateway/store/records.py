@@ -91,6 +91,9 @@ class ApiKeyRow:
     secret_hash: str  # hex HMAC-SHA256(pepper, secret)
     created_at: datetime
     revoked_at: datetime | None
+    kind: str = "inference"  # "inference" | "management"
+    limits: dict[str, Any] | None = None  # key_limits.KeyLimits.to_json()
+    updated_at: datetime | None = None
 
 
 @dataclass(slots=True, frozen=True)

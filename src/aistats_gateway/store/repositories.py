@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import BigInteger, RowMapping, Table, bindparam, func, or_, select, update
@@ -33,6 +34,12 @@ class AlreadyExists(Exception):
 
 class NotFound(LookupError):
     """The workspace (or other row) the call refers to does not exist."""
+
+
+class Keep(Enum):
+    """Marks an update argument that leaves the column as it is (``None`` would clear it)."""
+
+    KEEP = 0
 
 
 def new_workspace_id() -> str:
@@ -71,6 +78,9 @@ def _api_key(row: RowMapping) -> ApiKeyRow:
         secret_hash=row["secret_hash"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        kind=row["kind"],
+        limits=row["limits"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -159,7 +169,14 @@ class Store:
     # -- API keys -----------------------------------------------------------------------------
 
     async def insert_api_key(
-        self, kid: str, workspace_id: str, name: str | None, secret_hash: str
+        self,
+        kid: str,
+        workspace_id: str,
+        name: str | None,
+        secret_hash: str,
+        *,
+        kind: str = "inference",
+        limits: dict[str, Any] | None = None,
     ) -> ApiKeyRow:
         """Store a new key (only its secret's hash). ``AlreadyExists`` if ``kid`` is taken."""
         row = ApiKeyRow(
@@ -169,6 +186,8 @@ class Store:
             secret_hash=secret_hash,
             created_at=_now(),
             revoked_at=None,
+            kind=kind,
+            limits=limits,
         )
         try:
             async with self._engine.begin() as conn:
@@ -198,6 +217,21 @@ class Store:
         )
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).first() is not None
+
+    async def update_api_key(
+        self, kid: str, *, name: str | None = None, limits: dict[str, Any] | Keep | None = Keep.KEEP
+    ) -> ApiKeyRow | None:
+        """Change a key's name and/or limits (``Keep.KEEP``: leave as is); None for an unknown kid."""
+        values: dict[str, Any] = {"updated_at": _now()}
+        if name is not None:
+            values["name"] = name
+        if not isinstance(limits, Keep):
+            values["limits"] = limits
+        query = update(api_keys).where(api_keys.c.kid == kid).values(**values).returning(api_keys.c.kid)
+        async with self._engine.begin() as conn:
+            if (await conn.execute(query)).first() is None:
+                return None
+        return await self.get_api_key(kid)
 
     async def load_api_keys(self) -> list[ApiKeyRow]:
         """Every non-revoked key, in one query (the auth cache reloads this often)."""

@@ -82,6 +82,10 @@ api_keys = Table(
     Column("secret_hash", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    # 'inference' (calls models) | 'management' (manages its workspace's keys, credits, ledger)
+    Column("kind", Text, nullable=False, server_default="inference"),
+    Column("limits", JSON, nullable=True),  # key_limits.KeyLimits.to_json(); NULL: unlimited
+    Column("updated_at", UtcDateTime, nullable=True),
 )
 
 wallets = Table(
