@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aistats_gateway.canonical import Usage
 from aistats_gateway.catalog import Catalog, load_builtin_models, load_catalog
 from aistats_gateway.money import PriceCard, parse_price
 from aistats_gateway.settings import ConfigError, Settings, load_settings, validate_models
@@ -43,10 +44,15 @@ def test_every_builtin_price_is_a_parsable_decimal_string() -> None:
     models = load_builtin_models({"openai", "anthropic", "google-ai-studio", "xai"})
     for model_id, spec in models.items():
         for route in spec["providers"]:
-            for part, text in route["price"].items():
-                # Quoted strings, so YAML never turns a price into a float.
-                assert isinstance(text, str), f"{model_id} {part}"
-                parse_price(text)
+            price = route["price"]
+            cards = [price, *price.get("tiers", [])]
+            for card in cards:
+                for part, text in card.items():
+                    if part in {"tiers", "when"}:
+                        continue
+                    # Quoted strings, so YAML never turns a price into a float.
+                    assert isinstance(text, str), f"{model_id} {part}"
+                    parse_price(text)
 
 
 def test_builtin_catalog_has_the_flagship_and_small_models_of_each_provider() -> None:
@@ -83,7 +89,9 @@ def test_builtin_prices_match_the_published_list_prices() -> None:
     # Spot checks in nano-USD per 1M tokens (input, output, cached input).
     assert card("openai/gpt-4o-mini") == PriceCard(150_000_000, 600_000_000, 75_000_000)
     assert card("openai/gpt-5") == PriceCard(1_250_000_000, 10_000_000_000, 125_000_000)
-    assert card("anthropic/claude-sonnet-4-5") == PriceCard(3_000_000_000, 15_000_000_000, 300_000_000)
+    assert card("anthropic/claude-sonnet-4-5") == PriceCard(
+        3_000_000_000, 15_000_000_000, 300_000_000, cache_write=3_750_000_000, cache_write_1h=6_000_000_000
+    )
     assert card("google/gemini-2.5-flash") == PriceCard(300_000_000, 2_500_000_000, 30_000_000)
     assert card("x-ai/grok-3-mini") == PriceCard(300_000_000, 500_000_000, 75_000_000)
 
@@ -96,17 +104,51 @@ def test_builtin_free_model_is_free_and_served_by_google_ai_studio() -> None:
     assert entry.owned_by == "google"
 
 
-def test_builtin_models_keep_tiered_prices_within_their_base_tier() -> None:
+def test_builtin_models_without_a_priced_tier_keep_within_their_base_tier() -> None:
     catalog = load_catalog(load_settings(env={}))
     base_tier_limits = {
-        "google/gemini-2.5-pro": 200_000,
         "x-ai/grok-4.7": 200_000,
-        "openai/gpt-6.2-astra": 272_000,
+        "x-ai/grok-4.3": 200_000,
         "anthropic/claude-haiku-5-5": 100_000,
     }
     for model_id, limit in base_tier_limits.items():
         entry = catalog.get(model_id)
         assert entry is not None and entry.context_length <= limit, model_id
+        assert not entry.routes[0].price.tiers, model_id
+
+
+@pytest.mark.parametrize(
+    ("model_id", "threshold", "base", "tier"),
+    [
+        # (input, output, cached_input) in nano-USD per token (USD per 1M tokens x 1000), below
+        # and above the threshold.
+        ("google/gemini-2.5-pro", 200_000, (1_250, 10_000, 125), (2_500, 15_000, 250)),
+        ("openai/gpt-6.2-astra", 272_000, (8_000, 40_000, 400), (16_000, 60_000, 800)),
+        ("openai/gpt-6.2-sol", 272_000, (2_000, 10_000, 100), (4_000, 15_000, 200)),
+        ("openai/gpt-6.1-terra", 272_000, (1_000, 5_000, 50), (2_000, 7_500, 100)),
+        ("openai/gpt-6-luna", 272_000, (100, 500, 10), (200, 750, 20)),
+    ],
+)
+def test_builtin_long_context_models_bill_their_tier_past_the_threshold(
+    model_id: str, threshold: int, base: tuple[int, int, int], tier: tuple[int, int, int]
+) -> None:
+    entry = load_catalog(load_settings(env={})).get(model_id)
+    assert entry is not None and entry.context_length > threshold  # the cap is lifted
+    card = entry.routes[0].price
+    for tokens, (input_price, output_price, cached_price) in ((threshold, base), (threshold + 1, tier)):
+        usage = Usage(input_tokens=tokens, cached_input_tokens=1000, output_tokens=2000)
+        expected = (tokens - 1000) * input_price + 1000 * cached_price + 2000 * output_price
+        assert card.cost(usage) == expected, (model_id, tokens)
+
+
+def test_builtin_anthropic_models_bill_cache_writes_at_1_25x_and_1h_writes_at_2x() -> None:
+    catalog = load_catalog(load_settings(env={}))
+    anthropic = [entry for entry in catalog.all() if entry.id.startswith("anthropic/")]
+    assert len(anthropic) >= 5
+    for entry in anthropic:
+        rates = entry.routes[0].price.rates()
+        assert rates["cache_write"] * 4 == rates["input"] * 5, entry.id
+        assert rates["cache_write_1h"] == rates["input"] * 2, entry.id
 
 
 # --- lookups -------------------------------------------------------------------------------
@@ -267,7 +309,22 @@ def test_to_openai_model_renders_prices_as_decimal_strings(tmp_path: Path) -> No
         "kind": "chat",
         "context_length": 100000,
         "max_output_tokens": 5000,
-        "pricing": {"input": "0.15", "output": "0.6", "cached_input": "0.075"},
+        "pricing": {
+            "input": "0.15",
+            "cached_input": "0.075",
+            "cache_write": "0.15",
+            "cache_write_1h": "0.15",
+            "output": "0.6",
+            "reasoning": "0.6",
+            "input_audio": "0.15",
+            "output_audio": "0.6",
+            "input_image": "0.15",
+            "output_image": "0.6",
+            "request": "0",
+            "image": "0",
+            "video_second": "0",
+            "tiers": [],
+        },
         "providers": ["openai", "xai"],
     }
 
@@ -275,7 +332,8 @@ def test_to_openai_model_renders_prices_as_decimal_strings(tmp_path: Path) -> No
 def test_to_openai_model_shows_the_input_price_for_cached_input_when_none_is_set() -> None:
     entry = load_catalog(load_settings(env={})).get("google/gemma-3-27b:free")
     assert entry is not None
-    assert entry.to_openai_model()["pricing"] == {"input": "0", "output": "0", "cached_input": "0"}
+    pricing = entry.to_openai_model()["pricing"]
+    assert pricing["input"] == pricing["output"] == pricing["cached_input"] == "0"
 
 
 def test_free_flag_follows_the_model_id() -> None:

@@ -139,12 +139,13 @@ def test_reasoning_tokens_are_part_of_output_and_billed_once() -> None:
     assert MINI.cost(with_reasoning) == 10 * 150 + 1000 * 600
 
 
-def test_cost_rounds_half_up_once_at_the_end() -> None:
+def test_cost_rounds_up_once_at_the_end() -> None:
     card = PriceCard(input=1, output=1)  # 1 nano-USD per 1M tokens
-    assert card.cost(Usage(input_tokens=499_999)) == 0
-    assert card.cost(Usage(input_tokens=500_000)) == 1
-    assert card.cost(Usage(input_tokens=1_499_999)) == 1
-    # Rounded once over the sum, not per part: 0.5 + 0.5 nano is 1, not 2 (or 0).
+    assert card.cost(Usage()) == 0
+    assert card.cost(Usage(input_tokens=1)) == 1  # any fraction of a nano-USD is charged
+    assert card.cost(Usage(input_tokens=1_000_000)) == 1
+    assert card.cost(Usage(input_tokens=1_000_001)) == 2
+    # Rounded once over the sum, not per part: 0.5 + 0.5 nano is 1, not 2.
     assert card.cost(Usage(input_tokens=500_000, output_tokens=500_000)) == 1
 
 

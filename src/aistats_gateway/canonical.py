@@ -17,8 +17,10 @@ from typing import Any, Literal
 class Usage:
     """Token usage of one generation.
 
-    ``input_tokens`` includes ``cached_input_tokens``; ``output_tokens`` includes
-    ``reasoning_tokens`` (the OpenAI convention, which billing relies on).
+    ``input_tokens`` includes ``cached_input_tokens``, ``cache_write_tokens`` and the audio and
+    image input tokens; ``output_tokens`` includes ``reasoning_tokens`` and the audio and image
+    output tokens (the OpenAI convention, which billing relies on: each part is billed at its
+    own meter and the rest at the plain price, never a token twice).
     """
 
     input_tokens: int = 0
@@ -26,6 +28,11 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0  # part of input_tokens: prompt-cache writes (Anthropic)
+    cache_write_1h_tokens: int = 0  # part of cache_write_tokens: Anthropic's 1-hour cache writes
+    input_audio_tokens: int = 0  # part of input_tokens, not cached
+    output_audio_tokens: int = 0  # part of output_tokens
+    input_image_tokens: int = 0  # part of input_tokens, not cached
+    output_image_tokens: int = 0  # part of output_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -33,46 +40,71 @@ class Usage:
 
     @classmethod
     def from_openai_chat(cls, usage: dict | None) -> Usage | None:
-        """Read a Chat Completions ``usage`` object (``prompt_tokens``/``completion_tokens``)."""
+        """Read a Chat Completions ``usage`` object (``prompt_tokens``/``completion_tokens``).
+
+        Also reads ``prompt_tokens_details.cache_write_tokens`` (OpenAI, OpenRouter), DeepSeek's
+        ``prompt_cache_hit_tokens`` when ``cached_tokens`` is missing, and the ``audio_tokens`` /
+        ``image_tokens`` of both details objects.
+        """
         if not usage:
             return None
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
+        cached = _count(prompt_details, "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
         return cls(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            input_tokens=_count(usage, "prompt_tokens"),
+            cached_input_tokens=cached,
+            output_tokens=_count(usage, "completion_tokens"),
+            reasoning_tokens=_count(completion_details, "reasoning_tokens"),
+            cache_write_tokens=_count(prompt_details, "cache_write_tokens"),
+            input_audio_tokens=_count(prompt_details, "audio_tokens"),
+            output_audio_tokens=_count(completion_details, "audio_tokens"),
+            input_image_tokens=_count(prompt_details, "image_tokens"),
+            output_image_tokens=_count(completion_details, "image_tokens"),
         )
 
     @classmethod
     def from_openai_responses(cls, usage: dict | None) -> Usage | None:
-        """Read a Responses ``usage`` object (``input_tokens``/``output_tokens``)."""
+        """Read a Responses ``usage`` object (``input_tokens``/``output_tokens``), cache writes,
+        audio and image token details included when present."""
         if not usage:
             return None
         input_details = usage.get("input_tokens_details") or {}
         output_details = usage.get("output_tokens_details") or {}
         return cls(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            cached_input_tokens=int(input_details.get("cached_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+            input_tokens=_count(usage, "input_tokens"),
+            cached_input_tokens=_count(input_details, "cached_tokens"),
+            output_tokens=_count(usage, "output_tokens"),
+            reasoning_tokens=_count(output_details, "reasoning_tokens"),
+            cache_write_tokens=_count(input_details, "cache_write_tokens"),
+            input_audio_tokens=_count(input_details, "audio_tokens"),
+            output_audio_tokens=_count(output_details, "audio_tokens"),
+            input_image_tokens=_count(input_details, "image_tokens"),
+            output_image_tokens=_count(output_details, "image_tokens"),
         )
 
     @classmethod
     def from_anthropic(cls, usage: dict | None) -> Usage | None:
-        """Read an Anthropic ``usage`` object, whose ``input_tokens`` excludes cache reads/writes."""
+        """Read an Anthropic ``usage`` object, whose ``input_tokens`` excludes cache reads/writes.
+
+        ``cache_creation.ephemeral_1h_input_tokens`` (1-hour cache writes, dearer than 5-minute
+        ones) is kept apart as ``cache_write_1h_tokens``.
+        """
         if not usage:
             return None
-        cache_read = int(usage.get("cache_read_input_tokens") or 0)
-        cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+        cache_read = _count(usage, "cache_read_input_tokens")
+        cache_write = _count(usage, "cache_creation_input_tokens")
+        creation = usage.get("cache_creation")
         output_details = usage.get("output_tokens_details") or {}
         return cls(
-            input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+            input_tokens=_count(usage, "input_tokens") + cache_read + cache_write,
             cached_input_tokens=cache_read,
-            output_tokens=int(usage.get("output_tokens") or 0),
-            reasoning_tokens=int(output_details.get("thinking_tokens") or 0),
+            output_tokens=_count(usage, "output_tokens"),
+            reasoning_tokens=_count(output_details, "thinking_tokens"),
             cache_write_tokens=cache_write,
+            cache_write_1h_tokens=_count(creation, "ephemeral_1h_input_tokens")
+            if isinstance(creation, dict)
+            else 0,
         )
 
     def to_anthropic(self) -> dict:
@@ -85,13 +117,19 @@ class Usage:
         }
 
     def to_openai_chat(self) -> dict:
-        """Render as a Chat Completions ``usage`` object."""
+        """Render as a Chat Completions ``usage`` object (audio counts only when there are some)."""
+        prompt_details: dict[str, int] = {"cached_tokens": self.cached_input_tokens}
+        completion_details: dict[str, int] = {"reasoning_tokens": self.reasoning_tokens}
+        if self.input_audio_tokens:
+            prompt_details["audio_tokens"] = self.input_audio_tokens
+        if self.output_audio_tokens:
+            completion_details["audio_tokens"] = self.output_audio_tokens
         return {
             "prompt_tokens": self.input_tokens,
             "completion_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            "prompt_tokens_details": prompt_details,
+            "completion_tokens_details": completion_details,
         }
 
     def to_openai_responses(self) -> dict:
@@ -103,6 +141,17 @@ class Usage:
             "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": self.total_tokens,
         }
+
+
+def _count(details: dict | None, key: str) -> int:
+    """A token count from a usage object; absent, null or non-numeric counts are 0."""
+    value = (details or {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        return 0
 
 
 # --- content ---------------------------------------------------------------------------------

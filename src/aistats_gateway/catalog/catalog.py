@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..money import PriceCard, format_usd, parse_price
+from ..money import PriceCard, format_usd
 from ..settings import ConfigError, Settings, unix_timestamp, validate_models
 
 DEFAULT_CONTEXT_LENGTH = 128_000
@@ -50,9 +50,7 @@ class ModelEntry:
         return self.id.endswith(":free")
 
     def to_openai_model(self) -> dict[str, Any]:
-        """The GET /v1/models entry. Pricing is the first route's, in USD per 1M tokens."""
-        price = self.routes[0].price
-        cached = price.input if price.cached_input is None else price.cached_input
+        """The GET /v1/models entry. Pricing is the first route's (see :func:`pricing`)."""
         return {
             "id": self.id,
             "object": "model",
@@ -62,11 +60,7 @@ class ModelEntry:
             "kind": self.kind,
             "context_length": self.context_length,
             "max_output_tokens": self.max_output_tokens,
-            "pricing": {
-                "input": format_usd(price.input),
-                "output": format_usd(price.output),
-                "cached_input": format_usd(cached),
-            },
+            "pricing": pricing(self.routes[0].price),
             "providers": list(dict.fromkeys(route.provider for route in self.routes)),
         }
 
@@ -177,9 +171,16 @@ def _parameters(names: list[str] | None) -> frozenset[str] | None:
 
 
 def _price_card(price: dict[str, Any]) -> PriceCard:
-    cached = price.get("cached_input")
-    return PriceCard(
-        input=parse_price(price["input"]),
-        output=parse_price(price["output"]),
-        cached_input=None if cached is None else parse_price(cached),
-    )
+    return PriceCard.from_config(price)
+
+
+def pricing(card: PriceCard) -> dict[str, Any]:
+    """A card as GET /v1/models shows it: every meter's base price as a USD decimal string
+    (token meters per 1M tokens, ``request`` / ``image`` / ``video_second`` per unit, unset
+    meters at the price they fall back to), then ``tiers`` with the meters each overrides."""
+    shown: dict[str, Any] = {meter: format_usd(nanos) for meter, nanos in card.rates().items()}
+    shown["tiers"] = [
+        {"when": dict(tier.when), **{meter: format_usd(nanos) for meter, nanos in tier.prices}}
+        for tier in card.tiers
+    ]
+    return shown

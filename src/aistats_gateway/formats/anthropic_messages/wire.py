@@ -94,19 +94,9 @@ def is_complete_json(text: str) -> bool:
 
 
 def usage_from_wire(usage: dict[str, Any] | None) -> Usage | None:
-    """Canonical usage from an Anthropic ``usage`` object (input totals include cache reads/writes)."""
-    if not usage:
-        return None
-    cache_read = int(usage.get("cache_read_input_tokens") or 0)
-    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
-    details = usage.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
-        cached_input_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int(details.get("thinking_tokens") or 0),
-    )
+    """Canonical usage from an Anthropic ``usage`` object (input totals include cache reads/writes;
+    the same reading as the passthrough's, 1-hour cache writes included)."""
+    return Usage.from_anthropic(usage)
 
 
 def usage_to_wire(usage: Usage | None, cost_usd: float) -> dict[str, Any]:

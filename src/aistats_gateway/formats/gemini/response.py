@@ -79,17 +79,41 @@ def usage_from_metadata(metadata: dict[str, Any] | None) -> Usage | None:
 
     ``promptTokenCount`` already includes ``cachedContentTokenCount``; tool-use prompt tokens
     are input too. ``candidatesTokenCount`` excludes thoughts, so output = candidates + thoughts.
+    Audio and image tokens come from the per-modality ``promptTokensDetails`` (less the cached
+    ones of ``cacheTokensDetails``, which are billed once, as cached) and
+    ``candidatesTokensDetails``.
     """
     if not metadata:
         return None
     thoughts = int(metadata.get("thoughtsTokenCount") or 0)
+    prompt = _by_modality(metadata.get("promptTokensDetails"))
+    cached = _by_modality(metadata.get("cacheTokensDetails"))
+    candidates = _by_modality(metadata.get("candidatesTokensDetails"))
     return Usage(
         input_tokens=int(metadata.get("promptTokenCount") or 0)
         + int(metadata.get("toolUsePromptTokenCount") or 0),
         cached_input_tokens=int(metadata.get("cachedContentTokenCount") or 0),
         output_tokens=int(metadata.get("candidatesTokenCount") or 0) + thoughts,
         reasoning_tokens=thoughts,
+        input_audio_tokens=max(prompt.get("AUDIO", 0) - cached.get("AUDIO", 0), 0),
+        input_image_tokens=max(prompt.get("IMAGE", 0) - cached.get("IMAGE", 0), 0),
+        output_audio_tokens=candidates.get("AUDIO", 0),
+        output_image_tokens=candidates.get("IMAGE", 0),
     )
+
+
+def _by_modality(details: Any) -> dict[str, int]:
+    """Token counts by modality from a ``[{modality, tokenCount}]`` list (malformed rows skipped)."""
+    counts: dict[str, int] = {}
+    if not isinstance(details, list):
+        return counts
+    for row in details:
+        if not isinstance(row, dict):
+            continue
+        modality, count = row.get("modality"), row.get("tokenCount")
+        if isinstance(modality, str) and isinstance(count, int) and not isinstance(count, bool):
+            counts[modality] = counts.get(modality, 0) + max(count, 0)
+    return counts
 
 
 def new_call_id() -> str:

@@ -118,17 +118,10 @@ RESULT_EXTRAS = frozenset({"n", "logprobs", "top_logprobs", "modalities", "audio
 def usage_from_chat(usage: dict[str, Any] | None) -> Usage | None:
     """A chat ``usage`` object as canonical Usage (None when absent or empty).
 
-    Reads ``prompt_tokens_details.cache_write_tokens`` (OpenAI, OpenRouter) and DeepSeek's
-    ``prompt_cache_hit_tokens`` when ``cached_tokens`` is missing.
+    The passthrough reads usage with the same :meth:`Usage.from_openai_chat` (cache writes,
+    DeepSeek's ``prompt_cache_hit_tokens``, audio and image details), so both bill alike.
     """
-    parsed = Usage.from_openai_chat(usage)
-    if parsed is None or usage is None:
-        return None
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    parsed.cache_write_tokens = int(prompt_details.get("cache_write_tokens") or 0)
-    if not parsed.cached_input_tokens:
-        parsed.cached_input_tokens = int(usage.get("prompt_cache_hit_tokens") or 0)
-    return parsed
+    return Usage.from_openai_chat(usage)
 
 
 def usage_to_chat(usage: Usage, cost_usd: float) -> dict[str, Any]:

@@ -163,11 +163,7 @@ def read_usage(usage: Any) -> Usage | None:
     """A provider's Responses ``usage`` object as canonical usage (cache writes included)."""
     if not isinstance(usage, dict):
         return None
-    read = Usage.from_openai_responses(usage)
-    if read is not None:
-        details = usage.get("input_tokens_details") or {}
-        read.cache_write_tokens = int(details.get("cache_write_tokens") or 0)
-    return read
+    return Usage.from_openai_responses(usage)
 
 
 # --- the Response object (client side) ---------------------------------------------------------
