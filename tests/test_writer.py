@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -13,6 +16,7 @@ from aistats_gateway.store.db import create_engine
 from aistats_gateway.store.migrate import migrate
 from aistats_gateway.store.records import Charge, GenerationRecord
 from aistats_gateway.store.repositories import Store
+from aistats_gateway.store.spool import Spool
 from aistats_gateway.store.tables import generations, ledger_entries
 from aistats_gateway.store.writer import BatchedWriter
 
@@ -242,3 +246,168 @@ def test_writer_never_holds_intake_while_the_database_is_failing(sqlite_url: str
         await engine.dispose()
 
     asyncio.run(main())
+
+
+# -- outages: backoff, the on-disk spool, replay ------------------------------------------------
+
+
+class SwitchableStore(Store):
+    """A real store with a switch: while ``down``, every batch write fails like a lost server."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.engine)
+        self.down = False
+        self.attempts: list[float] = []
+
+    async def write_batch(self, generations_: list[GenerationRecord], charges: list[Charge]) -> None:
+        self.attempts.append(time.monotonic())
+        if self.down:
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("connection refused"))
+        await super().write_batch(generations_, charges)
+
+
+def test_retries_back_off_exponentially_up_to_the_cap(sqlite_url: str) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        switch = SwitchableStore(store)
+        switch.down = True
+        writer = BatchedWriter(switch, max_delay=0.001, retry_initial_delay=0.02, retry_max_delay=0.08)
+        writer.start()
+        writer.submit(make_record(ws.id), None)
+        await wait_until(lambda: len(switch.attempts) >= 6)
+        gaps = [b - a for a, b in zip(switch.attempts, switch.attempts[1:], strict=False)]
+        # Jitter waits between half and all of the delay: 20, 40, 80, 80, 80 ms.
+        for gap, delay in zip(gaps, [0.02, 0.04, 0.08, 0.08, 0.08], strict=False):
+            assert gap >= delay / 2 - 0.002
+        assert gaps[1] > gaps[0] / 2 and max(gaps[2:5]) < 0.5, "capped at retry_max_delay"
+        switch.down = False
+        await writer.stop()
+        assert await count_rows(store) == (1, 0)
+
+    with_store(sqlite_url, body)
+
+
+def test_an_outage_moves_records_to_the_spool_and_recovery_replays_them_once(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000_000)
+        switch = SwitchableStore(store)
+        flushed: list[Charge] = []
+        spool = Spool(tmp_path / "spool", max_bytes=10_000_000)
+        writer = BatchedWriter(
+            switch,
+            max_batch=20,
+            max_delay=0.001,
+            on_flushed=flushed.extend,
+            retry_initial_delay=0.01,
+            retry_max_delay=0.05,
+            spool=spool,
+            spool_after_s=0.05,
+        )
+        writer.start()
+        switch.down = True
+        records = [make_record(ws.id, cost=i + 1) for i in range(300)]
+        for record in records[:150]:
+            writer.submit(record, charge_for(record))
+        await wait_until(lambda: spool.records == 150)
+        assert writer.queue_depth == 0, "the backlog left memory for the disk"
+        assert writer.pending(records[0].id) is None
+        for record in records[150:]:  # more traffic during the outage: never held
+            writer.submit(record, charge_for(record))
+            assert not writer.backlogged
+        await wait_until(lambda: spool.records == 300)
+        assert writer.spool_usage == (300, spool.bytes)
+        assert flushed == [] and await count_rows(store) == (0, 1)
+
+        switch.down = False
+        await wait_until(lambda: writer.idle)
+        assert sorted(c.generation_id for c in flushed) == sorted(r.id for r in records), "each reported once"
+        assert await count_rows(store) == (300, 301)
+        spent = sum(r.cost_nano for r in records)
+        wallet = await store.get_wallet(ws.id)
+        assert (wallet.balance_nano, wallet.spent_total_nano) == (1_000_000 - spent, spent)
+        assert not list((tmp_path / "spool").glob("w-*/seg-*")), "replayed files are deleted"
+        await writer.stop()
+
+    with_store(sqlite_url, body)
+
+
+def test_a_full_spool_holds_intake_with_a_log_line_and_loses_nothing(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        switch = SwitchableStore(store)
+        spool = Spool(tmp_path / "spool", max_bytes=6_000)  # room for a handful of records
+        writer = BatchedWriter(
+            switch,
+            max_batch=5,
+            max_delay=0.001,
+            high_water=20,
+            retry_initial_delay=0.01,
+            retry_max_delay=0.02,
+            spool=spool,
+            spool_after_s=0.01,
+        )
+        writer.start()
+        switch.down = True
+        records = [make_record(ws.id) for _ in range(40)]
+        with caplog.at_level(logging.ERROR, logger="aistats_gateway.store.writer"):
+            for record in records:
+                writer.submit(record, None)
+                await asyncio.sleep(0.002)
+            await wait_until(lambda: spool.full and writer.backlogged)
+        assert "is full" in caplog.text and "writer.spool_max_mb" in caplog.text
+        assert spool.records + writer.queue_depth == 40, "nothing dropped"
+
+        switch.down = False
+        await asyncio.wait_for(writer.wait_for_room(), 5)
+        await wait_until(lambda: writer.idle)
+        assert await count_rows(store) == (40, 0)
+        await writer.stop()
+
+    with_store(sqlite_url, body)
+
+
+def test_stopping_during_an_outage_leaves_a_spool_that_the_next_writer_replays(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 10_000)
+        switch = SwitchableStore(store)
+        switch.down = True
+        first = Spool(tmp_path / "spool", max_bytes=10_000_000)
+        writer = BatchedWriter(switch, retry_initial_delay=0.01, drain_attempts=2, spool=first)
+        writer.start()
+        records = [make_record(ws.id, cost=100) for _ in range(12)]
+        for record in records:
+            writer.submit(record, charge_for(record))
+        await asyncio.wait_for(writer.stop(), 5)  # the process exits after this
+        assert writer.queue_depth == 0
+        (segment,) = list((tmp_path / "spool").glob("w-*/seg-*.jsonl"))
+        copy = segment.read_bytes()
+        assert copy.count(b"\n") == 12, "stop moved the records to disk"
+
+        # The next process: the database is back.
+        flushed: list[Charge] = []
+        second = Spool(tmp_path / "spool", max_bytes=10_000_000)
+        restarted = BatchedWriter(store, on_flushed=flushed.extend, spool=second)
+        assert await restarted.replay_orphans() == 12
+        assert await count_rows(store) == (12, 13)
+        assert flushed == [], "charges of another process never reach this one's wallet book"
+        assert (await store.get_wallet(ws.id)).balance_nano == 10_000 - 1_200
+        assert not list((tmp_path / "spool").iterdir()), "the dead writer's spool is gone"
+
+        # A crash between the write and the delete replays the same file again: no double charge.
+        again = tmp_path / "spool" / "w-00000000000000000000000000"
+        again.mkdir()
+        (again / "seg-00000001.jsonl").write_bytes(copy)
+        assert await restarted.replay_orphans() == 12
+        assert await count_rows(store) == (12, 13)
+        assert (await store.get_wallet(ws.id)).balance_nano == 10_000 - 1_200
+        assert await store.ledger_sum(ws.id) == 10_000 - 1_200
+
+    with_store(sqlite_url, body)

@@ -59,8 +59,11 @@ def _bound_text(bound: float) -> str:
 class Metrics(Collector):
     """Everything the gateway counts; register it with a ``CollectorRegistry`` to expose it."""
 
-    def __init__(self, writer_depth: Callable[[], int]) -> None:
+    def __init__(
+        self, writer_depth: Callable[[], int], spool_usage: Callable[[], tuple[int, int]] | None = None
+    ) -> None:
         self._writer_depth = writer_depth
+        self._spool_usage = spool_usage  # (records, bytes) in the writer's on-disk spool
         self.in_flight = 0
         self.responses: dict[tuple[str, str], int] = defaultdict(int)  # (surface, status code)
         self.generations: dict[tuple[str, str, str, str], int] = defaultdict(
@@ -165,4 +168,13 @@ class Metrics(Collector):
         )
         yield GaugeMetricFamily(
             "aistats_writer_queue_depth", "Usage records waiting to be written", value=self._writer_depth()
+        )
+        spool_records, spool_bytes = self._spool_usage() if self._spool_usage is not None else (0, 0)
+        yield GaugeMetricFamily(
+            "aistats_writer_spool_records",
+            "Usage records in this worker's on-disk spool (the database was unreachable)",
+            value=spool_records,
+        )
+        yield GaugeMetricFamily(
+            "aistats_writer_spool_bytes", "Size of this worker's on-disk spool", value=spool_bytes
         )

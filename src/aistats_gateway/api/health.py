@@ -17,7 +17,9 @@ STALE_AFTER_SECONDS = 10.0
 
 
 class HealthEndpoint:
-    """Ready when start-up finished and the key/wallet state was refreshed recently."""
+    """Ready when start-up finished. A database that stopped answering does not make the
+    instance unready: it keeps serving cached keys from memory and spools usage records, which
+    is what a load balancer should keep sending traffic to. It is reported as ``degraded``."""
 
     def __init__(self, state: AppState, refresher: StateRefresher) -> None:
         self._state = state
@@ -27,15 +29,20 @@ class HealthEndpoint:
         last = self._refresher.last_success
         age = None if last is None else time.monotonic() - last
         fresh = age is not None and age < STALE_AFTER_SECONDS
-        ready = self._state.ready and fresh
+        ready = self._state.ready
+        writer = self._state.writer
+        spooled_records, spooled_bytes = writer.spool_usage
         body = {
-            "status": "ok" if ready else "degraded",
+            "status": "ok" if ready and fresh else "degraded",
             "live": True,
             "ready": ready,
+            "database": "ok" if fresh else "unreachable",
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._state.started_at, 1),
             "state_age_s": None if age is None else round(age, 2),
-            "writer_queue": self._state.writer.queue_depth,
+            "writer_queue": writer.queue_depth,
+            "spooled_records": spooled_records,
+            "spooled_bytes": spooled_bytes,
         }
         return json_response(body, status=200 if ready else 503)
 

@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from ..tasks import cancel_and_wait
 from .health import HealthTracker, Key, LocalHealth, SharedHealth
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,7 @@ class RedisHealthSync:
     async def stop(self) -> None:
         """Stop the background task and close the connection."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):

@@ -11,12 +11,16 @@ import asyncio
 import logging
 import time
 
+from ..byok.cache import CredentialCache
 from ..store.records import Charge, GenerationRecord
 from ..store.repositories import Store
+from ..tasks import cancel_and_wait
 from .auth import KeyCache
 from .billing import WalletBook
 
 log = logging.getLogger(__name__)
+
+_REMIND_EVERY_S = 30.0  # while the database stays down, one reminder this often (not every round)
 
 
 class FlushTrackingStore(Store):
@@ -38,8 +42,16 @@ class FlushTrackingStore(Store):
 class StateRefresher:
     """Background task reloading keys and wallets; ``last_success`` feeds readiness."""
 
-    def __init__(self, store: Store, keys: KeyCache, wallets: WalletBook, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyCache,
+        wallets: WalletBook,
+        interval: float = 0.5,
+        credentials: CredentialCache | None = None,
+    ) -> None:
         self._store = store
+        self._credentials = credentials if credentials is not None and credentials.enabled else None
         self._keys = keys
         self._wallets = wallets
         self._interval = interval
@@ -49,6 +61,8 @@ class StateRefresher:
     async def refresh(self) -> None:
         """One round: keys, then wallets (skipped if a flush overlapped the read)."""
         self._keys.replace(await self._store.load_api_keys())
+        if self._credentials is not None:  # BYOK keys (only when master keys are configured)
+            self._credentials.replace(await self._store.load_provider_credentials())
         epoch = self._wallets.epoch
         busy = self._wallets.flushing
         rows = await self._store.load_wallets()
@@ -57,21 +71,40 @@ class StateRefresher:
         self.last_success = time.monotonic()
 
     async def _run(self) -> None:
+        failing_since: float | None = None
+        last_log = 0.0
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.refresh()
-            except Exception:  # keep serving from the last good state; readiness shows staleness
-                log.exception("refreshing keys and wallets from the database failed")
+            except Exception as exc:  # keep serving from the last good state; readiness shows staleness
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = last_log = now
+                    log.exception(
+                        "refreshing keys and wallets from the database failed; serving from memory "
+                        "(keys and balances as of the last refresh) until it answers again"
+                    )
+                elif now - last_log >= _REMIND_EVERY_S:
+                    last_log = now
+                    log.warning(
+                        "refreshing keys and wallets still fails after %.0fs (%s: %s); serving from memory",
+                        now - failing_since,
+                        type(exc).__name__,
+                        exc,
+                    )
+            else:
+                if failing_since is not None:
+                    log.warning(
+                        "refreshing keys and wallets works again after %.1fs",
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="aistats-state-refresher")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None

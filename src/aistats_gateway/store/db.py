@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 5
+PG_CONNECT_TIMEOUT_S = 5.0
 
 # A bare driver name means "the async driver we ship".
 _ASYNC_DRIVERS = {
@@ -53,6 +54,9 @@ def create_engine(url: str) -> AsyncEngine:
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_MAX_OVERFLOW,
         pool_pre_ping=True,
+        # A blackholed database host must fail a writer attempt in seconds (so records spill to
+        # the spool), not after asyncpg's default 60 s.
+        connect_args={"timeout": PG_CONNECT_TIMEOUT_S},
     )
 
 

@@ -1,16 +1,24 @@
 """The batched writer: generation rows and charges are written behind the response, in batches.
 
-The request path calls ``submit`` (synchronous, never touches the database). A background
-task collects up to ``max_batch`` items, or whatever arrived within ``max_delay`` of the oldest
-one, and writes them with ``Store.write_batch`` in one transaction. A failed batch is kept and
-retried with backoff until it is written, so no record is ever dropped; ``write_batch`` is
-idempotent, so a retry after an unclear failure cannot charge twice.
+The request path calls ``submit`` (synchronous, never touches the database or the disk). A
+background task collects up to ``max_batch`` items, or whatever arrived within ``max_delay`` of
+the oldest one, and writes them with ``Store.write_batch`` in one transaction. ``write_batch`` is
+idempotent (generation id and the ledger's generation id are unique), so a retry after an
+unclear failure, or a replay of a record already written, never charges twice.
 
-Backpressure: when the database is up but slower than the traffic, the queue would grow without
-bound (RSS climbing under a sustained load). Above ``high_water`` queued records the request path
-waits (:meth:`wait_for_room`) until the writer is back under ``max_batch``, which throttles
-intake to what the database can record. While writes are *failing* nobody is held back: the
-gateway keeps serving on cached keys and the queue absorbs the outage.
+Database outages: a failed write is retried with capped exponential backoff and jitter
+(``retry_initial_delay`` doubling up to ``retry_max_delay``). Nobody is held back meanwhile: the
+gateway keeps serving on cached keys and the records wait. Once the database has been failing
+for ``spool_after_s``, or the memory backlog passes ``spool_after_records``, waiting records move
+to the on-disk :class:`~.spool.Spool` (fsync'd), so memory stays bounded and a crash loses
+nothing. When the database answers again the spool is replayed oldest first, each segment in
+one transaction; a segment's charges are reported as flushed only after it is written and
+deleted. The spool of a process that died is adopted and replayed by the next writer to start.
+Only when the spool is full too is intake held (:meth:`wait_for_room`), with an error logged.
+
+Backpressure: when the database is up but slower than the traffic, above ``high_water`` queued
+records the request path waits until the writer is back under ``max_batch``, which throttles
+intake to what the database can record.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,11 +34,15 @@ from typing import NamedTuple
 
 from .records import Charge, GenerationRecord
 from .repositories import Store
+from .spool import Segment, Spool
 
 logger = logging.getLogger(__name__)
 
 # While stopping, retries are bounded in number and each waits at most this long (seconds).
 _DRAIN_RETRY_DELAY_CAP = 1.0
+# Repeated failures and spool growth are logged at most this often (seconds).
+_LOG_EVERY_S = 10.0
+_MIB = 1024 * 1024
 
 
 class _Item(NamedTuple):
@@ -48,11 +61,14 @@ class BatchedWriter:
         max_delay: float = 0.05,
         on_flushed: Callable[[list[Charge]], None] | None = None,
         *,
-        retry_initial_delay: float = 0.1,
+        retry_initial_delay: float = 0.05,
         retry_max_delay: float = 5.0,
         drain_attempts: int = 5,
         warn_depth: int = 10_000,
         high_water: int | None = None,
+        spool: Spool | None = None,
+        spool_after_s: float = 1.0,
+        spool_after_records: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -66,14 +82,30 @@ class BatchedWriter:
         self._warn_depth = warn_depth
         self._next_warn_depth = warn_depth
         self._high_water = high_water if high_water is not None else 5 * max_batch
+        self._spool = spool
+        self._spool_after_s = spool_after_s
+        self._spool_after_records = (
+            spool_after_records if spool_after_records is not None else self._high_water
+        )
         self._room = asyncio.Event()
         self._room.set()
+
+        # Outage state: set on the first failed write, cleared by the next successful one.
         self._failing = False
+        self._failing_since = 0.0
+        self._retry_delay = retry_initial_delay
+        self._failures_while_stopping = 0
+        self._last_failure_log = 0.0
+        self._last_spool_log = 0.0
+        self._spool_full_logged = False
+        self.spooled_total = 0  # records ever moved to the spool by this writer
+        self.replayed_total = 0  # records written back from the spool (own and adopted)
 
         self._queue: deque[_Item] = deque()
         self._in_flight: list[_Item] = []
         self._pending: dict[str, GenerationRecord] = {}
         self._wakeup = asyncio.Event()
+        self._spill_wanted = asyncio.Event()  # submit asks a backing-off writer to spool now
         self._stop_requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.flush_count = 0
@@ -88,8 +120,14 @@ class BatchedWriter:
         if queued == 1 or queued >= self._max_batch:
             self._wakeup.set()
         depth = self.queue_depth
-        if depth >= self._high_water and not self._failing:
-            self._room.clear()
+        if depth >= self._spool_after_records and self._failing and self._can_spool:
+            self._spill_wanted.set()
+        if depth >= self._high_water:
+            if self._can_spool and (self._failing or self._spool_has_pending):
+                pass  # the writer moves the backlog to disk; serving goes on
+            elif not self._failing or self._spool is not None:
+                # Slower than the traffic, or down with the spool full: hold intake.
+                self._room.clear()
         if depth >= self._next_warn_depth:
             logger.warning("usage writer is behind: %d records waiting to be written", depth)
             self._next_warn_depth *= 2
@@ -97,7 +135,7 @@ class BatchedWriter:
             logger.error("record %s submitted to a stopped usage writer; it waits for a restart", record.id)
 
     def pending(self, generation_id: str) -> GenerationRecord | None:
-        """A record that was submitted but is not written yet (None once it is in the database)."""
+        """A record submitted but not written yet and still in memory (None once written or spooled)."""
         return self._pending.get(generation_id)
 
     @property
@@ -111,8 +149,28 @@ class BatchedWriter:
 
     @property
     def queue_depth(self) -> int:
-        """Records submitted but not yet committed (queued plus the batch being written)."""
+        """Records submitted, in memory and not yet committed (queued plus the batch being written)."""
         return len(self._queue) + len(self._in_flight)
+
+    @property
+    def spool_usage(self) -> tuple[int, int]:
+        """``(records, bytes)`` this writer holds in its on-disk spool (0, 0 without one)."""
+        if self._spool is None:
+            return 0, 0
+        return self._spool.records, self._spool.bytes
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written: no queue, no batch in flight, nothing spooled."""
+        return not self.queue_depth and not self._spool_has_pending
+
+    @property
+    def _can_spool(self) -> bool:
+        return self._spool is not None and not self._spool.full
+
+    @property
+    def _spool_has_pending(self) -> bool:
+        return self._spool is not None and self._spool.has_pending
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -121,83 +179,108 @@ class BatchedWriter:
         if self._task is not None:
             return
         self._stop_requested.clear()
+        self._failures_while_stopping = 0
         self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
 
     async def stop(self) -> None:
-        """Write everything still queued, then stop the background task.
+        """Write everything still queued or spooled, then stop the background task.
 
-        While draining, a failing batch is retried at most ``drain_attempts`` times; if it
-        still fails, the unwritten records stay queued (see ``queue_depth``) and are logged.
+        While draining, failures are retried at most ``drain_attempts`` times; then what is still
+        in memory goes to the spool (replayed by the next start, of this process or another),
+        or, without a spool or with it full, stays queued (see ``queue_depth``) and is logged.
         """
         self._stop_requested.set()
         self._wakeup.set()
         if self._task is None:
-            if not self._queue:
+            if not self._queue and not self._spool_has_pending:
                 return
             self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
         task, self._task = self._task, None
         await task
+        if self._spool is not None:
+            if self._spool.has_pending:
+                logger.warning(
+                    "usage writer stopped with %d records in the spool under %s; the next start replays them",
+                    self._spool.records,
+                    self._spool.root,
+                )
+            await asyncio.to_thread(self._spool.close)  # its lock is released: the next start adopts it
         if self.queue_depth:
             logger.error("usage writer stopped with %d records NOT written", self.queue_depth)
+
+    async def replay_orphans(self) -> int:
+        """Adopt and replay spools left by writers that are gone (a crash during an outage).
+
+        Called once at start-up, before serving; returns how many records were written. When
+        the database fails meanwhile, the rest stays adopted and the background task replays it.
+        """
+        if self._spool is None:
+            return 0
+        try:
+            found = await asyncio.to_thread(self._spool.claim_orphans)
+        except OSError:
+            logger.exception("usage writer: cannot look for spools of previous processes")
+            return 0
+        if not found:
+            return 0
+        logger.warning("usage writer: replaying %d spool segments left by a previous process", found)
+        before = self.replayed_total
+        while (segment := self._spool.next_segment()) is not None and not segment.own:
+            if not await self._replay(segment):
+                logger.warning(
+                    "usage writer: replay of the previous spool failed; retrying in the background"
+                )
+                break
+        return self.replayed_total - before
 
     # -- background task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self._spool is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._spool.claim_orphans)
         while True:
             stopping = self._stop_requested.is_set()
-            if not self._queue:
-                if stopping:
-                    return
+            spooled = self._spool_has_pending
+            if self._queue and (self.backlogged or not spooled):
+                if not stopping and not spooled and len(self._queue) < self._max_batch:
+                    wait = self._queue[0].enqueued_at + self._max_delay - time.monotonic()
+                    if wait > 0:
+                        self._wakeup.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wakeup.wait(), wait)
+                        continue
+                count = min(len(self._queue), self._max_batch)
+                ok = await self._write([self._queue.popleft() for _ in range(count)])
+            elif spooled:
+                assert self._spool is not None
+                if len(self._queue) >= self._spool_after_records and not self._spool.full:
+                    await self._spill()  # keep order (older records are on disk) and memory bounded
+                segment = self._spool.next_segment()
+                ok = segment is None or await self._replay(segment)
+            elif stopping:
+                return
+            else:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if not stopping and len(self._queue) < self._max_batch:
-                wait = self._queue[0].enqueued_at + self._max_delay - time.monotonic()
-                if wait > 0:
-                    self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), wait)
-                    continue
-            count = min(len(self._queue), self._max_batch)
-            batch = [self._queue.popleft() for _ in range(count)]
-            if not await self._write(batch):
+            if not ok and not await self._after_failure():
                 return
 
     async def _write(self, batch: list[_Item]) -> bool:
-        """Write one batch, retrying until it commits; False if draining gave up on it."""
+        """Write one batch from memory; on failure it goes back to the front of the queue."""
         self._in_flight = batch
         records = [item.record for item in batch]
         charges = [item.charge for item in batch if item.charge is not None]
-        delay = self._retry_initial_delay
-        failures_while_stopping = 0
-        while True:
-            try:
-                await self._store.write_batch(records, charges)
-                break
-            except Exception:
-                self._failing = True
-                self._room.set()  # an outage must not stall serving; the queue absorbs it
-                if self._stop_requested.is_set():
-                    failures_while_stopping += 1
-                    if failures_while_stopping >= self._drain_attempts:
-                        logger.exception(
-                            "usage writer: giving up on a batch of %d while stopping", len(batch)
-                        )
-                        self._queue.extendleft(reversed(batch))
-                        self._in_flight = []
-                        return False
-                logger.exception(
-                    "usage writer: writing %d records failed; retrying in %.2fs", len(batch), delay
-                )
-                # Sleep, but wake early when a stop is requested so draining starts promptly.
-                if not self._stop_requested.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_requested.wait(), delay)
-                else:
-                    await asyncio.sleep(min(delay, _DRAIN_RETRY_DELAY_CAP))
-                delay = min(delay * 2, self._retry_max_delay)
+        try:
+            await self._store.write_batch(records, charges)
+        except Exception as exc:
+            self._queue.extendleft(reversed(batch))
+            self._in_flight = []
+            self._note_failure(exc, len(batch))
+            return False
         self._in_flight = []
-        self._failing = False
+        self._recovered()
         if len(self._queue) <= self._max_batch:
             self._room.set()
         for record in records:
@@ -205,10 +288,170 @@ class BatchedWriter:
                 del self._pending[record.id]
         if not self._queue:
             self._next_warn_depth = self._warn_depth
+        self._flushed(charges)
+        return True
+
+    async def _replay(self, segment: Segment) -> bool:
+        """Write one spool segment in one transaction, delete it, then report its charges."""
+        assert self._spool is not None
+        try:
+            contents = await asyncio.to_thread(self._spool.read, segment)
+        except FileNotFoundError:
+            logger.error("usage writer: spool segment %s vanished before it was replayed", segment.path)
+            self._spool.remove(segment)
+            return True
+        except OSError:
+            logger.exception("usage writer: cannot read spool segment %s; retrying", segment.path)
+            return False
+        records = [record for record, _ in contents.items]
+        charges = [charge for _, charge in contents.items if charge is not None]
+        try:
+            await self._store.write_batch(records, charges)
+        except Exception as exc:
+            self._note_failure(exc, len(records))
+            return False
+        # No await from here on: the wallet book sees the write and the report together.
+        self._spool.remove(segment, quarantine=contents.corrupt_lines > 0)
+        self.replayed_total += len(records)
+        self._recovered()
+        if segment.own:
+            self._flushed(charges)  # these charges are in this process's unflushed total
+        else:
+            self.flush_count += 1  # the refresher picks the new balances up from the database
+        if not self._spool.has_pending:
+            logger.warning(
+                "usage writer: spool replayed; %d records written back since start", self.replayed_total
+            )
+        return True
+
+    async def _spill(self) -> None:
+        """Move every queued record to the spool (as many as fit); hold intake if it is full."""
+        assert self._spool is not None
+        items = list(self._queue)
+        self._queue.clear()
+        self._in_flight = items  # counted in queue_depth while the file is written
+        try:
+            written = await asyncio.to_thread(self._spool.append, [(i.record, i.charge) for i in items])
+        except OSError:
+            logger.exception("usage writer: cannot write the spool under %s", self._spool.root)
+            written = 0
+        finally:
+            self._in_flight = []
+        for item in items[:written]:
+            if self._pending.get(item.record.id) is item.record:
+                del self._pending[item.record.id]
+        self._queue.extendleft(reversed(items[written:]))
+        self.spooled_total += written
+        now = time.monotonic()
+        if written and now - self._last_spool_log >= _LOG_EVERY_S:
+            self._last_spool_log = now
+            logger.warning(
+                "usage writer: %d records moved to the on-disk spool; it holds %d records, %.1f of %.1f MiB",
+                written,
+                self._spool.records,
+                self._spool.bytes / _MIB,
+                self._spool.max_bytes / _MIB,
+            )
+        if written < len(items):
+            if self.queue_depth >= self._high_water:
+                self._room.clear()
+            if not self._spool_full_logged:
+                self._spool_full_logged = True
+                logger.error(
+                    "usage writer: the spool under %s is full (%.1f MiB, writer.spool_max_mb) or unwritable; "
+                    "%d records wait in memory and new requests are held until the database is back",
+                    self._spool.root,
+                    self._spool.max_bytes / _MIB,
+                    len(items) - written,
+                )
+        else:
+            self._room.set()
+
+    def _flushed(self, charges: list[Charge]) -> None:
         self.flush_count += 1
         if self._on_flushed is not None:
             try:
                 self._on_flushed(charges)
             except Exception:
                 logger.exception("usage writer: on_flushed callback failed")
-        return True
+
+    # -- outages ------------------------------------------------------------------------------
+
+    def _note_failure(self, exc: Exception, count: int) -> None:
+        now = time.monotonic()
+        if not self._failing:
+            self._failing = True
+            self._failing_since = now
+            self._last_failure_log = now
+            self._retry_delay = self._retry_initial_delay
+            logger.warning(
+                "usage writer: writing %d records failed (%s: %s); the database looks down. Records are "
+                "kept and retried with backoff%s",
+                count,
+                type(exc).__name__,
+                exc,
+                f", and moved to the spool after {self._spool_after_s:g}s" if self._spool is not None else "",
+            )
+            logger.debug("usage writer: first failure", exc_info=exc)
+        elif now - self._last_failure_log >= _LOG_EVERY_S:
+            self._last_failure_log = now
+            logger.warning(
+                "usage writer: database still failing after %.0fs (%s: %s); %d records in memory, %d spooled",
+                now - self._failing_since,
+                type(exc).__name__,
+                exc,
+                self.queue_depth,
+                self._spool.records if self._spool is not None else 0,
+            )
+        if not self._spool_has_pending or self._can_spool:
+            self._room.set()  # an outage must not stall serving; the queue and the spool absorb it
+
+    def _recovered(self) -> None:
+        if self._failing:
+            logger.warning(
+                "usage writer: the database is back after %.1fs; %d records in memory, %d in the spool",
+                time.monotonic() - self._failing_since,
+                self.queue_depth,
+                self._spool.records if self._spool is not None else 0,
+            )
+        self._failing = False
+        self._spool_full_logged = False
+        self._retry_delay = self._retry_initial_delay
+
+    async def _after_failure(self) -> bool:
+        """Back off after a failed write (spooling if due); False when stopping should end here."""
+        if self._stop_requested.is_set():
+            self._failures_while_stopping += 1
+            if self._failures_while_stopping >= self._drain_attempts:
+                if self._queue and self._can_spool:
+                    await self._spill()
+                return False
+            await asyncio.sleep(min(self._retry_delay, _DRAIN_RETRY_DELAY_CAP))
+            self._retry_delay = min(self._retry_delay * 2, self._retry_max_delay)
+            return True
+        deadline = time.monotonic() + self._retry_delay * random.uniform(0.5, 1.0)
+        self._retry_delay = min(self._retry_delay * 2, self._retry_max_delay)
+        while True:
+            if self._queue and self._spill_due():
+                await self._spill()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop_requested.is_set():
+                return True
+            self._spill_wanted.clear()
+            waiters = [
+                asyncio.ensure_future(self._stop_requested.wait()),
+                asyncio.ensure_future(self._spill_wanted.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    def _spill_due(self) -> bool:
+        if not self._can_spool:
+            return False
+        return (
+            len(self._queue) >= self._spool_after_records
+            or time.monotonic() - self._failing_since >= self._spool_after_s
+        )
