@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -129,3 +130,53 @@ def test_serve_prints_a_bootstrap_key_once_and_it_works(tmp_path: Path) -> None:
         assert "aistats_v1_sk_" not in output, "the bootstrap key is printed only on the very first start"
     finally:
         stop(process)
+
+
+def test_keys_management_kind_limits_update_and_show(tmp_path: Path) -> None:
+    management = json.loads(cli(tmp_path, "keys", "create", "--management", "--json").stdout)
+    assert management["kind"] == "management" and parse_key(management["key"]) is not None
+    created = json.loads(
+        cli(
+            tmp_path, "keys", "create", "--name", "app", "--rpm", "60", "--daily-usd", "5",
+            "--models", "openai/*", "anthropic/*", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert created["kind"] == "inference" and created["limits"]["requests_per_minute"] == 60
+    assert created["limits"]["allowed_models"] == ["openai/*", "anthropic/*"]
+    cli(tmp_path, "keys", "update", created["kid"], "--tpm", "1000", "--daily-usd", "none", "--name", "app2")
+    shown = json.loads(cli(tmp_path, "keys", "show", created["kid"]).stdout)
+    assert shown["name"] == "app2" and shown["usage"]["requests"] == 0
+    assert shown["limits"]["requests_per_minute"] == 60, "an update changes only the limits it names"
+    assert shown["limits"]["tokens_per_minute"] == 1000 and shown["limits"]["spend_usd"]["daily"] is None
+    assert created["key"] not in json.dumps(shown)
+    bad = cli(tmp_path, "keys", "update", created["kid"], "--rpm", "0", check=False)
+    assert bad.returncode == 1 and "--rpm" in bad.stderr
+    refused = cli(tmp_path, "keys", "create", "--management", "--rpm", "5", check=False)
+    assert refused.returncode == 1 and "inference keys only" in refused.stderr
+
+
+def test_credits_grant_idempotency_key_and_ledger_export(tmp_path: Path) -> None:
+    first = cli(
+        tmp_path, "credits", "grant", "--workspace", "default", "--usd", "1.5", "--idempotency-key", "t1"
+    )
+    again = cli(
+        tmp_path, "credits", "grant", "--workspace", "default", "--usd", "1.5", "--idempotency-key", "t1"
+    )
+    assert (
+        "Balance: $1.5" in first.stdout
+        and "not applied again" in again.stdout
+        and "Balance: $1.5" in again.stdout
+    )
+    cli(tmp_path, "credits", "grant", "--workspace", "default", "--usd", "0.000000001", "--note", "a, b")
+    out = tmp_path / "ledger.csv"
+    cli(tmp_path, "ledger", "export", "--workspace", "default", "--csv", str(out))
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert [(row["kind"], row["amount_usd"], row["amount_nanos"]) for row in rows] == [
+        ("grant", "1.5", "1500000000"),
+        ("grant", "0.000000001", "1"),
+    ]
+    assert rows[1]["note"] == "a, b" and rows[0]["created_at"].endswith("Z")
+    to_stdout = cli(tmp_path, "ledger", "export", "--workspace", "default", "--kind", "charge").stdout
+    assert to_stdout.splitlines() == [
+        "id,created_at,workspace_id,kind,amount_usd,amount_nanos,generation_id,note"
+    ]
