@@ -17,6 +17,8 @@ def failure_kind(failure: UpstreamFailure) -> str | None:
     if isinstance(failure, UpstreamStatusError):
         if failure.status == 429:
             return "rate_limited"
+        if failure.byok and failure.status in (401, 403):
+            return None  # a workspace's own key was refused: says nothing about the provider
         if failure.status >= 500 or failure.status in (401, 403, 408):
             return "server_error"
         return None

@@ -68,9 +68,12 @@ def to_gateway_error(failure: UpstreamFailure) -> GatewayError:
             )
         if status in (401, 403) or (status == 400 and b"API_KEY_INVALID" in failure.body):
             # Gemini answers a wrong key with 400 INVALID_ARGUMENT / API_KEY_INVALID: not the caller's fault.
-            return GatewayError(
-                "provider_error", f"{where} rejected the gateway's credentials (HTTP {status}): {message}"
+            whose = (
+                "this workspace's own key (BYOK; replace it with POST /v1/byok)"
+                if failure.byok
+                else "the gateway's credentials"
             )
+            return GatewayError("provider_error", f"{where} rejected {whose} (HTTP {status}): {message}")
         if status == 408:
             return GatewayError("timeout_error", f"{where} timed out: {message}")
         if status >= 500:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..settings import ProviderConfig
-from .base import UpstreamReply
+from .base import UpstreamReply, UpstreamStatusError
+from .credentials import redacted, without_header
 from .http import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -27,8 +28,19 @@ class AnthropicProvider:
             headers["x-api-key"] = config.api_key
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
+        self._byok_headers = without_header(self._headers, "x-api-key")
+        self._byok_stream_headers = without_header(self._stream_headers, "x-api-key")
 
-    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
+    async def send(
+        self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
+    ) -> UpstreamReply:
         """POST a Messages body (``stream`` is inside the body; the accept header follows it)."""
-        headers = self._stream_headers if stream else self._headers
-        return await self._client.post_for(self.config, self._url, body, headers, stream=stream)
+        if credential is None:
+            headers = self._stream_headers if stream else self._headers
+        else:
+            base = self._byok_stream_headers if stream else self._byok_headers
+            headers = {**base, "x-api-key": credential}
+        try:
+            return await self._client.post_for(self.config, self._url, body, headers, stream=stream)
+        except UpstreamStatusError as failure:
+            raise redacted(failure, credential, self.config.api_key) from None

@@ -18,6 +18,7 @@ class UpstreamFailure(Exception):
     """An attempt that did not produce a usable reply. ``retryable`` drives failover."""
 
     retryable = True
+    byok = False  # True when the attempt used the workspace's own key (BYOK), not the gateway's
 
     def __init__(self, provider: str, message: str) -> None:
         super().__init__(message)
@@ -70,9 +71,13 @@ class Provider(Protocol):
     config: ProviderConfig
     native_formats: frozenset[str]  # wire formats it speaks: "chat", "responses", "messages", "gemini"
 
-    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
+    async def send(
+        self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
+    ) -> UpstreamReply:
         """POST ``body`` to the endpoint for wire format ``fmt``; raise :class:`UpstreamFailure`.
 
         ``model`` is the provider's model id, for APIs that put it in the URL (Gemini).
+        ``credential``: a workspace's own key (BYOK) used instead of the configured one; a
+        failure's body and headers never carry either key (:func:`.credentials.redacted`).
         """
         ...

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..settings import PROVIDER_FORMATS, ProviderConfig
-from .base import UpstreamReply
+from .base import UpstreamReply, UpstreamStatusError
+from .credentials import redacted, without_header
 from .http import UpstreamClient
 
 
@@ -22,6 +23,11 @@ class OpenAIFlavor:
     native_formats: frozenset[str]
     base_suffix: str = ""  # appended to the configured base_url
     paths: tuple[tuple[str, str], ...] = (("chat", "/chat/completions"), ("responses", "/responses"))
+    # Endpoints that are not chat wire formats (never in ``native_formats``), by name.
+    endpoints: tuple[tuple[str, str], ...] = (
+        ("embeddings", "/embeddings"),
+        ("images", "/images/generations"),
+    )
 
 
 FLAVORS: dict[str, OpenAIFlavor] = {
@@ -39,14 +45,26 @@ class OpenAILikeProvider:
         self.native_formats = flavor.native_formats & frozenset(config.formats or flavor.native_formats)
         base = config.base_url.rstrip("/") + flavor.base_suffix
         self._urls = {fmt: base + path for fmt, path in flavor.paths if fmt in flavor.native_formats}
+        self._urls.update((name, base + path) for name, path in flavor.endpoints)
         self._client = client
         headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
+        self._byok_headers = without_header(self._headers, "authorization")
+        self._byok_stream_headers = without_header(self._stream_headers, "authorization")
 
-    async def send(self, fmt: str, body: bytes, *, stream: bool, model: str) -> UpstreamReply:
+    async def send(
+        self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
+    ) -> UpstreamReply:
         """POST ``body`` to this provider's endpoint for ``fmt`` (``chat`` or ``responses``)."""
-        headers = self._stream_headers if stream else self._headers
-        return await self._client.post_for(self.config, self._urls[fmt], body, headers, stream=stream)
+        if credential is None:
+            headers = self._stream_headers if stream else self._headers
+        else:
+            base = self._byok_stream_headers if stream else self._byok_headers
+            headers = {**base, "authorization": f"Bearer {credential}"}
+        try:
+            return await self._client.post_for(self.config, self._urls[fmt], body, headers, stream=stream)
+        except UpstreamStatusError as failure:
+            raise redacted(failure, credential, self.config.api_key) from None
