@@ -17,29 +17,44 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.account import AccountEndpoints
+from .api.byok import ByokEndpoints
+from .api.embeddings import EmbeddingsEndpoint
 from .api.errors import GatewayError, error_response
 from .api.health import HealthEndpoint
+from .api.images import ImagesEndpoint
 from .api.inference import InferenceEndpoint
+from .api.management import ManagementEndpoints
 from .api.metrics import MetricsEndpoint
 from .api.models import ModelsEndpoints
+from .api.videos import VideoEndpoints
 from .bootstrap import prepare_database
+from .byok.cache import CredentialCache
+from .byok.crypto import Keyring
 from .catalog import load_catalog
 from .ids import new_generation_id
+from .jobs.runner import VideoRunner, runner_id
+from .jobs.service import VideoService
+from .jobs.store import VideoJobStore
+from .jobs.upstream import new_http_client
 from .keys import load_or_create_pepper
 from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.health import BreakerConfig, HealthTracker
 from .pipeline.health_sync import RedisHealthSync
+from .pipeline.limits import Limiter
 from .pipeline.refresher import FlushTrackingStore, StateRefresher
 from .pipeline.routing import Router
+from .pipeline.wallet_redis import RedisWallets, SharedWalletUnavailable
 from .providers import build_providers
 from .providers.http import UpstreamClient
 from .settings import Settings, load_settings
 from .state import AppState
 from .store.db import create_engine
 from .store.repositories import Store
+from .store.spool import spool_for
 from .store.writer import BatchedWriter
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +80,15 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
     upstream = UpstreamClient()
     providers = build_providers(settings.providers, upstream)
     store = Store(create_engine(settings.database_url))
-    wallets = WalletBook()
+    wallets = WalletBook(RedisWallets(settings.redis_url) if settings.redis_url else None)
     keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
-    writer = BatchedWriter(FlushTrackingStore(store, wallets), on_flushed=wallets.flushed)
-    metrics = Metrics(writer_depth=lambda: writer.queue_depth)
+    writer = BatchedWriter(
+        FlushTrackingStore(store, wallets),
+        on_flushed=wallets.flushed,
+        spool=spool_for(settings.data_dir, settings.writer.spool_max_mb),
+        spool_after_s=settings.writer.spool_after_s,
+    )
+    metrics = Metrics(writer_depth=lambda: writer.queue_depth, spool_usage=lambda: writer.spool_usage)
     routing = settings.routing
     health = HealthTracker(
         BreakerConfig(
@@ -91,9 +111,42 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
         upstream=upstream,
         metrics=metrics,
         health=health,
+        limiter=Limiter(
+            settings.limits.free,
+            lambda workspace_id: wallets.snapshot(workspace_id)["granted_total"] > 0,
+            redis_url=settings.redis_url,
+        ),
         started_at=time.monotonic(),
+        credentials=CredentialCache(
+            Keyring(settings.byok.master_keys) if settings.byok.master_keys else None, settings.byok.fee
+        ),
     )
-    return state, StateRefresher(store, keys, wallets, interval=refresh_interval)
+    return state, StateRefresher(
+        store, keys, wallets, interval=refresh_interval, credentials=state.credentials
+    )
+
+
+async def _start_wallet_sync(wallets: WalletBook) -> asyncio.Task[None] | None:
+    """With Redis wallets: load the scripts and keep Redis in step in the background."""
+    if wallets.shared is None:
+        return None
+    try:
+        await wallets.shared.start()
+    except SharedWalletUnavailable as exc:  # paid requests answer 503 until Redis is back
+        log.error("shared wallet (Redis) unreachable at start-up: %s", exc)
+    return asyncio.create_task(wallets.run_shared_sync(), name="aistats-wallet-sync")
+
+
+async def _stop_wallet_sync(wallets: WalletBook, task: asyncio.Task[None] | None) -> None:
+    """Send the last settlements to Redis (best effort), then stop the task and the client."""
+    if task is None or wallets.shared is None:
+        return
+    await cancel_and_wait(task)
+    try:
+        await wallets.sync_shared()
+    except SharedWalletUnavailable as exc:
+        log.error("%d wallet settlements could not be sent to Redis at shutdown: %s", wallets.unsent, exc)
+    await wallets.shared.close()
 
 
 def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.5) -> GatewayApp:
@@ -104,18 +157,25 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
     """
     settings = settings or load_settings()
     state, refresher = build_state(settings, refresh_interval)
+    video_client = new_http_client()
+    videos = VideoService(state, VideoJobStore(state.store.engine), video_client, runner_id())
+    video_runner = VideoRunner(videos)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare_database(state.store, state.keys.pepper, issue_key=False)
+        await state.writer.replay_orphans()  # records a crashed process spooled, before balances load
         await refresher.refresh()
+        await state.limiter.start(state.store)  # spend-limit counters seeded from the records
         await state.upstream.start()
         health_sync = RedisHealthSync(state.health, settings.redis_url) if settings.redis_url else None
         if health_sync is not None:
             await health_sync.start()
         state.writer.start()
         refresher.start()
+        wallet_sync = await _start_wallet_sync(state.wallets)
         state.metrics.start()
+        await video_runner.start()
         # Start-up objects (catalog, routes, modules) never die: keep them out of every GC pass.
         gc.freeze()
         state.ready = True
@@ -123,6 +183,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             yield
         finally:
             state.ready = False
+            await video_runner.stop()  # before the writer: its settlements go through it
+            await video_client.aclose()
             await state.metrics.stop()
             if health_sync is not None:
                 await health_sync.stop()
@@ -130,6 +192,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             if state.background:  # e.g. abandoned streams still being counted and recorded
                 await asyncio.gather(*state.background, return_exceptions=True)
             await state.writer.stop()  # drains every queued usage record and charge
+            await state.limiter.stop()
+            await _stop_wallet_sync(state.wallets, wallet_sync)
             await state.upstream.close()
             await state.store.engine.dispose()
 
@@ -140,10 +204,15 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
     }
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in inference.items()),
+        Route("/v1/embeddings", EmbeddingsEndpoint(state), methods=["POST"]),
+        Route("/v1/images/generations", ImagesEndpoint(state), methods=["POST"]),
         *ModelsEndpoints(state.catalog, state.router).routes(),
         *AccountEndpoints(state).routes(),
+        *ByokEndpoints(state).routes(),
+        *ManagementEndpoints(state).routes(),
         *HealthEndpoint(state, refresher).routes(),
         *MetricsEndpoint(state.metrics).routes(),
+        *VideoEndpoints(videos).routes(),
     ]
     app = Starlette(
         routes=routes,

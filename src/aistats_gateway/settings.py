@@ -3,9 +3,12 @@
 Where a value comes from, highest first:
 
 1. an explicit environment variable (``AISTATS_DATABASE_URL``, ``AISTATS_REDIS_URL``,
-   ``AISTATS_DATA_DIR``, ``AISTATS_KEY_PEPPER``, ``AISTATS_HOST``, ``AISTATS_PORT``,
-   ``AISTATS_WORKERS``, ``AISTATS_LOG_LEVEL``); a variable set to the empty string counts as unset;
-2. the config file (``database_url``, ``redis_url``, ``data_dir``, ``key_pepper``, ``log_level``,
+   ``AISTATS_DATA_DIR``, ``AISTATS_KEY_PEPPER``, ``AISTATS_ADMIN_TOKEN``, ``AISTATS_HOST``,
+   ``AISTATS_PORT``, ``AISTATS_WORKERS``, ``AISTATS_LOG_LEVEL``, ``AISTATS_BYOK_MASTER_KEYS``
+   (environment only)); a variable set to the empty
+   string counts as unset;
+2. the config file (``database_url``, ``redis_url``, ``data_dir``, ``key_pepper``, ``admin_token``,
+   ``log_level``,
    ``server: {host, port, workers}``), given by ``load_settings(config_path)`` or ``AISTATS_CONFIG``;
 3. the defaults: data dir ``./data`` (relative to the working directory), SQLite database
    ``<data_dir>/gateway.db``, ``127.0.0.1:8080``, one worker, log level ``info``.
@@ -38,9 +41,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .money import PriceError, parse_price
+from .byok.crypto import MASTER_KEYS_ENV, MasterKey, MasterKeyError, parse_master_keys
+from .byok.fee import NO_FEE, ByokFee, FeeError
+from .money import METERS, TIER_CONDITIONS, PriceError, parse_price
 
 PROVIDER_TYPES = ("anthropic", "google", "openai", "openai_compatible", "xai")
+MIN_ADMIN_TOKEN_CHARS = 32
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 _TOP_LEVEL_KEYS = frozenset(
@@ -52,14 +58,33 @@ _TOP_LEVEL_KEYS = frozenset(
         "redis_url",
         "data_dir",
         "key_pepper",
+        "admin_token",
         "log_level",
         "routing",
+        "writer",
+        "videos",
+        "byok",
+        "limits",
     }
 )
+_LIMITS_KEYS = frozenset({"free"})
+_FREE_TIER_KEYS = frozenset({"requests_per_minute", "requests_per_day", "requests_per_day_topped_up"})
 _ROUTING_KEYS = frozenset({"max_attempts", "deadline_s", "breaker"})
+_WRITER_KEYS = frozenset({"spool_max_mb", "spool_after_s"})
+_VIDEO_DURATIONS = (
+    "retention_days",
+    "poll_initial_s",
+    "poll_max_s",
+    "lease_s",
+    "tick_s",
+    "timeout_s",
+    "max_age_s",
+)
+_VIDEOS_KEYS = frozenset({"storage_dir", *_VIDEO_DURATIONS})
 _BREAKER_KEYS = frozenset(
     {"failure_threshold", "window_s", "error_rate_threshold", "min_requests", "open_s", "half_open_probes"}
 )
+_BYOK_KEYS = frozenset({"fee_percent"})
 _SERVER_KEYS = frozenset({"host", "port", "workers"})
 _PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers", "formats"})
 # The wire formats a provider type can speak; ``formats:`` in the config may narrow them.
@@ -97,7 +122,8 @@ ROUTE_PARAMETERS = frozenset(
         "max_tokens",
     }
 )
-_PRICE_KEYS = frozenset({"input", "output", "cached_input"})
+# A price card (docs/pricing.md): meters, plus ``tiers`` that override them under conditions.
+_PRICE_METERS = frozenset(METERS)
 
 _DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -173,6 +199,53 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class WriterSettings:
+    """The usage writer's on-disk spool (``writer:`` in the config; docs/deployment.md)."""
+
+    spool_max_mb: int = 256  # per worker process; 0 turns the spool off (records wait in memory)
+    spool_after_s: float = 1.0  # a database failing this long moves waiting records to the spool
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Async video jobs (``videos:`` in the config): where content is kept and how jobs are polled."""
+
+    storage_dir: Path | None = None  # None: <data_dir>/videos
+    retention_days: float = 7.0  # downloaded content is deleted this long after completion
+    poll_initial_s: float = 1.0  # first wait between provider polls; doubles up to poll_max_s
+    poll_max_s: float = 30.0
+    lease_s: float = 300.0  # how long one runner owns a job it is polling (longer than any call)
+    tick_s: float = 1.0  # how often the runner looks for due jobs
+    timeout_s: float = 60.0  # every provider call (connect + each read)
+    max_age_s: float = 6 * 3600.0  # a job still running after this long is failed
+
+
+@dataclass(frozen=True)
+class FreeTierSettings:
+    """Per-key limits on ``:free`` models (``limits: {free: …}``; docs/limits.md)."""
+
+    requests_per_minute: int = 20
+    requests_per_day: int = 50  # UTC calendar day
+    requests_per_day_topped_up: int = 1000  # for workspaces that have ever been granted credits
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Gateway-wide limits (``limits:`` in the config); per-key limits live on the keys."""
+
+    free: FreeTierSettings = field(default_factory=lambda: FreeTierSettings())
+
+
+@dataclass(frozen=True)
+class ByokSettings:
+    """Workspaces' own provider keys (docs/byok.md): master keys from ``AISTATS_BYOK_MASTER_KEYS``
+    (active first; none: BYOK is off) and the fee (``byok: {fee_percent}``, default 0)."""
+
+    master_keys: tuple[MasterKey, ...] = ()
+    fee: ByokFee = NO_FEE
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, validated. ``models`` is the config's ``models:`` section."""
 
@@ -181,6 +254,7 @@ class Settings:
     database_url: str
     redis_url: str | None
     key_pepper: str | None
+    admin_token: str | None = None  # AISTATS_ADMIN_TOKEN: the management API's superuser bearer token
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -188,6 +262,10 @@ class Settings:
     models: dict[str, dict] = field(default_factory=dict)
     log_level: str = "info"
     routing: RoutingSettings = field(default_factory=lambda: RoutingSettings())
+    writer: WriterSettings = field(default_factory=lambda: WriterSettings())
+    videos: VideoSettings = field(default_factory=lambda: VideoSettings())
+    byok: ByokSettings = field(default_factory=lambda: ByokSettings())
+    limits: LimitsSettings = field(default_factory=lambda: LimitsSettings())
 
 
 def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -223,6 +301,12 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
     database_url = _database_url(env, doc.get("database_url"), data_dir)
     redis_url = _redis_url(env, doc.get("redis_url"))
     key_pepper = _optional_str(env, "AISTATS_KEY_PEPPER", doc.get("key_pepper"), "key_pepper")
+    admin_token = _optional_str(env, "AISTATS_ADMIN_TOKEN", doc.get("admin_token"), "admin_token")
+    if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        raise ConfigError(
+            _where(env, "AISTATS_ADMIN_TOKEN", "admin_token"),
+            f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)",
+        )
     log_level = _env_or(env, "AISTATS_LOG_LEVEL", doc.get("log_level"), "info")
     if not isinstance(log_level, str) or log_level.lower() not in LOG_LEVELS:
         raise ConfigError(
@@ -233,12 +317,17 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
     providers = _providers(doc.get("providers"), raw.get("providers"), env)
     models = validate_models(doc.get("models"), providers)
     routing = _routing(doc.get("routing"))
+    writer = _writer(doc.get("writer"))
+    videos = _videos(doc.get("videos"), path)
+    byok = _byok(doc.get("byok"), env)
+    limits = _limits(doc.get("limits"))
     return Settings(
         config_path=path,
         data_dir=data_dir,
         database_url=database_url,
         redis_url=redis_url,
         key_pepper=key_pepper,
+        admin_token=admin_token,
         host=host.strip(),
         port=port,
         workers=workers,
@@ -246,6 +335,65 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
         models=models,
         log_level=log_level.lower(),
         routing=routing,
+        writer=writer,
+        videos=videos,
+        byok=byok,
+        limits=limits,
+    )
+
+
+def _limits(section: object) -> LimitsSettings:
+    body = _mapping(section, "limits", allowed=_LIMITS_KEYS)
+    free = _mapping(body.get("free"), "limits.free", allowed=_FREE_TIER_KEYS)
+    defaults = FreeTierSettings()
+    counts = {
+        name: _int_in_range(free.get(name, getattr(defaults, name)), f"limits.free.{name}", 1, None)
+        for name in ("requests_per_minute", "requests_per_day", "requests_per_day_topped_up")
+    }
+    return LimitsSettings(free=FreeTierSettings(**counts))
+
+
+def _byok(section: object, env: Mapping[str, str]) -> ByokSettings:
+    body = _mapping(section, "byok", allowed=_BYOK_KEYS)
+    try:
+        master_keys = parse_master_keys(env.get(MASTER_KEYS_ENV) or "")
+    except MasterKeyError as exc:
+        raise ConfigError(MASTER_KEYS_ENV, str(exc)) from None
+    fee = NO_FEE
+    if body.get("fee_percent") is not None:
+        try:
+            fee = ByokFee.parse(str(body["fee_percent"]))
+        except FeeError as exc:
+            raise ConfigError("byok.fee_percent", str(exc)) from None
+    return ByokSettings(master_keys, fee)
+
+
+def _videos(section: object, config_path: Path | None) -> VideoSettings:
+    body = _mapping(section, "videos", allowed=_VIDEOS_KEYS)
+    defaults = VideoSettings()
+    storage_dir: Path | None = None
+    if body.get("storage_dir") not in (None, ""):
+        if not isinstance(body["storage_dir"], str):
+            raise ConfigError("videos.storage_dir", "must be a directory path")
+        base = config_path.parent if config_path is not None else Path.cwd()
+        storage_dir = (base / Path(body["storage_dir"]).expanduser()).resolve()
+    seconds = {
+        name: _positive_number(body.get(name, getattr(defaults, name)), f"videos.{name}")
+        for name in _VIDEO_DURATIONS
+    }
+    return VideoSettings(storage_dir=storage_dir, **seconds)
+
+
+def _writer(section: object) -> WriterSettings:
+    body = _mapping(section, "writer", allowed=_WRITER_KEYS)
+    defaults = WriterSettings()
+    return WriterSettings(
+        spool_max_mb=_int_in_range(
+            body.get("spool_max_mb", defaults.spool_max_mb), "writer.spool_max_mb", 0, None
+        ),
+        spool_after_s=_positive_number(
+            body.get("spool_after_s", defaults.spool_after_s), "writer.spool_after_s"
+        ),
     )
 
 
@@ -663,24 +811,64 @@ def _validate_route(route: object, key: str, providers: Collection[str], free: b
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{key}.model", "required: the provider's own model id, a string")
     if "price" not in body:
-        raise ConfigError(f"{key}.price", "required: {input, output[, cached_input]} in USD per 1M tokens")
-    price = _mapping(body["price"], f"{key}.price", allowed=_PRICE_KEYS)
-    for part in ("input", "output"):
-        if part not in price:
-            raise ConfigError(f"{key}.price.{part}", "required: USD per 1M tokens as a decimal string")
-    for part, value in price.items():
-        try:
-            nanos = parse_price(value)
-        except PriceError as exc:
-            raise ConfigError(f"{key}.price.{part}", str(exc)) from None
-        if free and nanos != 0:
-            raise ConfigError(f"{key}.price.{part}", f"a ':free' model must cost 0, not {value!r}")
+        raise ConfigError(f"{key}.price", "required: {input, output[, cached_input…]} in USD per 1M tokens")
+    price = _price(body["price"], f"{key}.price", free)
     for limit in ("context_length", "max_output_tokens"):
         if limit in body:
             _int_in_range(body[limit], f"{key}.{limit}", 1, None)
     if "supported_parameters" in body:
         _supported_parameters(body["supported_parameters"], f"{key}.supported_parameters")
-    return {**body, "price": dict(price)}
+    return {**body, "price": price}
+
+
+def _price(value: object, key: str, free: bool) -> dict[str, Any]:
+    """Check a ``price:`` card: ``input`` and ``output`` required, known meters, valid tiers."""
+    price = _meters(value, key, free, allowed=_PRICE_METERS | {"tiers"})
+    for part in ("input", "output"):
+        if part not in price:
+            raise ConfigError(f"{key}.{part}", "required: USD per 1M tokens as a decimal string")
+    if "tiers" in price:
+        tiers = price["tiers"]
+        if not isinstance(tiers, list) or not tiers:
+            raise ConfigError(f"{key}.tiers", "must be a non-empty list of {when: {...}, <meter>: price}")
+        price["tiers"] = [_price_tier(tier, f"{key}.tiers[{i}]", free) for i, tier in enumerate(tiers)]
+    return price
+
+
+def _price_tier(value: object, key: str, free: bool) -> dict[str, Any]:
+    tier = _meters(value, key, free, allowed=_PRICE_METERS | {"when"})
+    conditions = ", ".join(TIER_CONDITIONS)
+    when = tier.get("when")
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{key}.when", f"required: a mapping of conditions ({conditions})")
+    for name, threshold in when.items():
+        if name not in TIER_CONDITIONS:
+            raise ConfigError(f"{key}.when.{name}", f"unknown tier condition (expected one of: {conditions})")
+        _int_in_range(threshold, f"{key}.when.{name}", 0, None)
+    if len(tier) == 1:
+        raise ConfigError(key, "a tier must name at least one meter price besides 'when'")
+    return {**tier, "when": dict(when)}
+
+
+def _meters(value: object, key: str, free: bool, allowed: frozenset[str]) -> dict[str, Any]:
+    """A copy of a card or tier mapping whose meter prices are checked (other keys left to the caller)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a mapping of meter prices, not {type(value).__name__}")
+    meters = ", ".join(sorted(allowed))
+    for name, text in value.items():
+        if name not in allowed:
+            raise ConfigError(_join(key, name), f"unknown key: not a price meter (expected one of: {meters})")
+        if name not in _PRICE_METERS:
+            continue
+        try:
+            nanos = parse_price(text)
+        except PriceError as exc:
+            raise ConfigError(f"{key}.{name}", str(exc)) from None
+        if free and nanos != 0:
+            raise ConfigError(f"{key}.{name}", f"a ':free' model must cost 0, not {text!r}")
+    return dict(value)
 
 
 def _supported_parameters(value: object, key: str) -> None:

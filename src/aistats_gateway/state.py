@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .byok.cache import CredentialCache
 from .catalog import Catalog
 from .metrics import Metrics
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.generation import BackgroundTasks
 from .pipeline.health import HealthTracker
+from .pipeline.limits import Limiter
 from .pipeline.routing import Router
 from .providers.http import UpstreamClient
 from .settings import Settings
@@ -31,6 +33,9 @@ class AppState:
     upstream: UpstreamClient
     metrics: Metrics
     health: HealthTracker
+    limiter: Limiter
     started_at: float
     ready: bool = field(default=False)
     background: BackgroundTasks = field(default_factory=BackgroundTasks)  # drained before the writer
+    # BYOK: workspaces' own provider keys, decrypted in memory (reloaded by the refresher)
+    credentials: CredentialCache = field(default_factory=lambda: CredentialCache(None))

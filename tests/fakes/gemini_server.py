@@ -11,7 +11,9 @@ Tests point providers (or the official ``google-genai`` SDK) at it and script wh
 Endpoints (any version prefix, dispatch is on the suffix): ``POST …/models/{model}:generateContent``,
 ``POST …/models/{model}:streamGenerateContent?alt=sse`` (``data: {GenerateContentResponse}`` SSE
 frames with CRLF line ends, as Google sends them; without ``alt=sse`` the stream is one JSON
-array, as the real API sends it), ``POST …/models/{model}:countTokens`` and ``GET …/models``.
+array, as the real API sends it), ``POST …/models/{model}:countTokens``, ``GET …/models``, and
+``:batchEmbedContents`` / ``:embedContent`` (:mod:`tests.fakes.gemini_embeddings`); a
+``generateContent`` asking for an IMAGE modality is answered by :mod:`tests.fakes.gemini_images`.
 Answers are camelCase JSON, like the REST API; request fields are read in camelCase or snake_case
 (Google's JSON mapping takes both, and the SDK sends some nested ones, e.g.
 ``thinkingConfig.include_thoughts``, in snake_case).
@@ -94,6 +96,9 @@ from tests.fakes.common import (
     streaming_response,
     text_deltas,
 )
+from tests.fakes.gemini_embeddings import EMBED_METHODS, embed_reply
+from tests.fakes.gemini_images import image_reply, wants_image
+from tests.fakes.veo import FakeVeo
 
 DEFAULT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
 _METHOD_PATH = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
@@ -142,6 +147,7 @@ class FakeGemini(ScriptedFake[Behaviour]):
     ) -> None:
         super().__init__(api_key=api_key, default=default if default is not None else Behaviour())
         self.models = list(models)
+        self.veo = FakeVeo()  # Veo long-running operations (tests/fakes/veo.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,9 +586,13 @@ def build_app(fake: FakeGemini) -> Starlette:
         if problem is not None:
             return problem
         path = request.url.path.rstrip("/")
+        if fake.veo.handles(path):
+            return await fake.veo.dispatch(request, body)
         if request.method == "GET" and path.endswith("/models"):
             return _models(fake)
         match = _METHOD_PATH.search(path)
+        if request.method == "POST" and match and match["method"] in EMBED_METHODS:
+            return await embed_reply(fake, match["model"], match["method"], body)
         methods = ("generateContent", "streamGenerateContent", "countTokens")
         if request.method == "POST" and match and match["method"] in methods:
             problem = _check_body(body)
@@ -590,6 +600,8 @@ def build_app(fake: FakeGemini) -> Starlette:
                 return problem
             if match["method"] == "countTokens":
                 return json_response({"totalTokens": contents_prompt(body).tokens})
+            if match["method"] == "generateContent" and wants_image(body):
+                return await image_reply(fake, match["model"], body)
             stream = match["method"] == "streamGenerateContent"
             sse = request.query_params.get("alt") == "sse"
             return await _generate(fake, match["model"], body, stream=stream, sse=sse)

@@ -8,7 +8,9 @@ Tests point providers at it and script what it answers::
         ...  # talk to server.base_url ("http://127.0.0.1:<port>/v1")
 
 Any path prefix is accepted (``/v1``, ``/v1beta/openai``, ``/openai/v1``…): requests are dispatched
-on the path suffix ``/chat/completions``, ``/responses`` or ``/models``.
+on the path suffix ``/chat/completions``, ``/responses``, ``/embeddings``
+(:mod:`tests.fakes.openai_embeddings`), ``/images/generations`` (:mod:`tests.fakes.openai_images`)
+or ``/models``.
 
 Deterministic defaults when a :class:`Behaviour` leaves them unset:
 
@@ -61,6 +63,10 @@ from tests.fakes.common import (
     split_text,
     streaming_response,
 )
+from tests.fakes.openai_embeddings import embeddings_reply
+from tests.fakes.openai_images import images_reply
+from tests.fakes.openai_videos import FakeVideos
+from tests.fakes.openai_videos import handle as videos_reply
 
 __all__ = [
     "Behaviour",
@@ -106,6 +112,8 @@ class Behaviour:
     chunk_delay: float = 0.0
     drop_after_chunks: int | None = None
     omit_usage: bool = False
+    # Embeddings: answer in this encoding ("float"/"base64") whatever the request asks.
+    embedding_encoding: str | None = None
 
 
 class FakeOpenAI(ScriptedFake[Behaviour]):
@@ -123,6 +131,7 @@ class FakeOpenAI(ScriptedFake[Behaviour]):
     ) -> None:
         super().__init__(api_key=api_key, default=default if default is not None else Behaviour())
         self.models = list(models)
+        self.videos = FakeVideos()  # the Videos API (tests/fakes/openai_videos.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,8 +561,14 @@ def build_app(fake: FakeOpenAI) -> Starlette:
         if not _authorized(fake, request):
             message = "Incorrect API key provided. You can find your API key at https://platform.openai.com."
             return json_response(openai_error(401, message), 401)
+        if "/videos" in path:
+            return await videos_reply(fake.videos, request)
         if request.method == "GET" and path.endswith("/models"):
             return _models(fake)
+        if request.method == "POST" and path.endswith("/embeddings"):
+            return await embeddings_reply(fake, body)
+        if request.method == "POST" and path.endswith("/images/generations"):
+            return await images_reply(fake, body)
         if request.method == "POST" and path.endswith(("/chat/completions", "/responses")):
             if not isinstance(body, dict):
                 unparsable = "We could not parse the JSON body of your request."
@@ -564,7 +579,7 @@ def build_app(fake: FakeOpenAI) -> Starlette:
             {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, 404
         )
 
-    return Starlette(routes=[Route("/{path:path}", dispatch, methods=["GET", "POST"])])
+    return Starlette(routes=[Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE"])])
 
 
 # ---------------------------------------------------------------------------------------------

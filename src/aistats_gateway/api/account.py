@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -51,6 +53,8 @@ class AccountEndpoints:
             return error_response(error, new_generation_id())
         usage = await self._state.store.key_usage(principal.kid)
         totals = self._state.wallets.snapshot(principal.workspace_id)
+        limits = await self._state.limiter.status(principal)
+        total_limit = principal.limits.spend_total_nano
         return json_response(
             {
                 "object": "key",
@@ -58,7 +62,11 @@ class AccountEndpoints:
                     "kid": principal.kid,
                     "name": principal.key_name,
                     "workspace_id": principal.workspace_id,
-                    "limits": {"rate_limit": None, "spend_limit": None},
+                    # limits, and usage against them per window (docs/limits.md)
+                    **limits,
+                    # OpenRouter-compatible: the total spend limit and what is left of it, in USD.
+                    "limit": nanos_to_usd(total_limit) if total_limit is not None else None,
+                    "limit_remaining": _remaining_usd(limits),
                     "usage": {
                         "requests": usage["requests"],
                         "cost": nanos_to_usd(usage["cost_nano"]),
@@ -98,3 +106,8 @@ class AccountEndpoints:
             Route("/v1/generations", self.generation, methods=["GET"]),
             Route("/v1/generation", self.generation, methods=["GET"]),
         ]
+
+
+def _remaining_usd(limits: dict[str, Any]) -> float | None:
+    total = limits["spend"]["total"]
+    return nanos_to_usd(total["remaining_nanos"]) if total is not None else None

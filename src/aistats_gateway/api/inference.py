@@ -10,9 +10,11 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from ..api.errors import GatewayError
+from ..byok.cache import NO_CREDENTIALS
+from ..byok.fee import NO_FEE, ByokFee
 from ..formats.base import ResponseContext, Target
 from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
@@ -37,14 +39,26 @@ log = logging.getLogger(__name__)
 INCOMPLETE_REASONS = frozenset({"length", "max_output_tokens", "max_tokens"})
 
 
-def _reservation_amount(plan: Plan, request: InferenceRequest, body_bytes: int) -> int:
-    """Worst case over every candidate, so failover can never cost more than was held."""
+def _reservation_amount(
+    plan: Plan,
+    request: InferenceRequest,
+    body_bytes: int,
+    byok: Mapping[str, str] = NO_CREDENTIALS,
+    fee: ByokFee = NO_FEE,
+) -> int:
+    """Worst case over every candidate, so failover can never cost more than was held.
+
+    A candidate the workspace has its own key for (``byok``) is billed only ``fee`` of its price.
+    """
     worst = 0
     for candidate in plan.candidates:
         route = candidate.route
         max_output = request.max_output_tokens or route.max_output_tokens
         max_input = min(body_bytes, route.context_length)
-        worst = max(worst, route.price.worst_case(max_input, max_output))
+        cost = route.price.worst_case(max_input, max_output)
+        if byok and candidate.provider.config.name in byok:
+            cost = fee.apply(cost)
+        worst = max(worst, cost)
     return worst
 
 
@@ -69,6 +83,8 @@ class InferenceEndpoint:
         }
         if generation.provider:
             headers["x-aistats-provider"] = generation.provider
+        if generation.limit_ticket is not None:  # x-ratelimit-* of a key with limits
+            headers.update(generation.limit_ticket.headers)
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,15 +120,21 @@ class InferenceEndpoint:
             parsed = parse_inference_request(raw, self._surface)
             generation.model_id = parsed.model_id
             generation.streamed = parsed.stream
-            plan = state.router.plan(parsed.body, self._surface)
+            # BYOK: the workspace's own provider keys (usually none: an empty mapping).
+            byok = state.credentials.for_workspace(generation.principal.workspace_id)
+            plan = state.router.plan(parsed.body, self._surface, byok)
             generation.price = plan.candidates[0].route.price
-            generation.reservation = state.wallets.reserve(
-                generation.principal.workspace_id, _reservation_amount(plan, parsed, len(raw))
+            reserve = _reservation_amount(plan, parsed, len(raw), byok, state.credentials.fee)
+            await state.limiter.admit_generation(  # key limits + free tier (pipeline/limits.py)
+                generation, parsed.model_id, parsed.body.get("models"), hold_nano=reserve
+            )
+            generation.reservation = await state.wallets.hold(
+                generation.principal.workspace_id, reserve, generation.id
             )
             ctx = ResponseContext(
                 generation.id, parsed.model_id, generation.created, parsed.body, parsed.wants_usage
             )
-            return await self._attempts(generation, plan, parsed, ctx, raw)
+            return await self._attempts(generation, plan, parsed, ctx, raw, byok)
         except GatewayError as error:
             generation.close("failed", error=f"{error.reason}: {error.message}")
             return Reply.error(error, generation.id, anthropic=self._anthropic_errors)
@@ -124,6 +146,7 @@ class InferenceEndpoint:
         parsed: InferenceRequest,
         ctx: ResponseContext,
         raw: bytes,
+        byok: Mapping[str, str] = NO_CREDENTIALS,
     ) -> Reply:
         """Try the plan's candidates in order until one answers (DESIGN.md: attempt loop).
 
@@ -152,12 +175,18 @@ class InferenceEndpoint:
                 generation.skip(name, route.model, "circuit_open")
                 continue
             tried += 1
-            generation.upstream_begin(name, route.model, route.price, candidate.model.id)
+            credential = byok.get(name) if byok else None  # the workspace's own key, billed the BYOK fee
+            fee = self._state.credentials.fee if credential is not None else None
+            generation.upstream_begin(name, route.model, route.price, candidate.model.id, fee)
             # Billing and the answer's `model` follow the model that serves (a `models` fallback).
             attempt_ctx = dataclasses.replace(ctx, model=candidate.model.id)
             try:
                 reply = await provider.send(
-                    exchange.upstream_format, upstream_body, stream=parsed.stream, model=route.model
+                    exchange.upstream_format,
+                    upstream_body,
+                    stream=parsed.stream,
+                    model=route.model,
+                    credential=credential,
                 )
                 try:
                     if parsed.stream:

@@ -111,6 +111,22 @@ class WalletBook:
         self._open_holds[hold_id] = workspace_id
         return Reservation(workspace_id, amount, hold_id=hold_id)
 
+    def adopt(self, workspace_id: str, amount: int, hold_id: str) -> Reservation:
+        """Take over a hold made earlier for ``hold_id`` (e.g. by a process that restarted since).
+
+        With Redis the hold is already there (or expired, and a settlement still charges once), so
+        only this book's view is updated and the hold is renewed from now on. Without Redis the
+        amount is held again here if it still fits, else an empty hold is returned to settle against.
+        """
+        if self.shared is None:
+            try:
+                return self.reserve(workspace_id, amount)
+            except GatewayError:
+                return self.reserve(workspace_id, 0)
+        self._wallet(workspace_id).reserved += amount
+        self._open_holds[hold_id] = workspace_id
+        return Reservation(workspace_id, amount, hold_id=hold_id)
+
     def _row(self, workspace_id: str) -> WalletRow:
         wallet = self._wallet(workspace_id)
         return WalletRow(workspace_id, wallet.db_balance, wallet.granted_total, wallet.spent_total)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ..byok.fee import ByokFee
 from ..canonical import Usage
 from ..metrics import Metrics
 from ..money import PriceCard
@@ -14,6 +15,7 @@ from ..store.records import Charge, GenerationRecord
 from ..store.writer import BatchedWriter
 from .auth import Principal
 from .billing import Reservation, WalletBook
+from .limits import LimitTicket
 from .tokens import count_tokens_async
 
 
@@ -36,6 +38,7 @@ class Attempt:
     outcome: str  # "ok", "circuit_open", or the error class name
     latency_ms: int
     status: int | None = None  # the provider's HTTP status, when it answered
+    byok: bool = False  # sent with the workspace's own provider key
 
 
 @dataclass(slots=True)
@@ -62,6 +65,8 @@ class Generation:
     serving_started: float | None = None  # start of the attempt that is serving (streams)
     attempts: list[Attempt] = field(default_factory=list)
     closed: bool = False
+    limit_ticket: LimitTicket | None = None  # the key's limits: settled by close()
+    byok_fee: ByokFee | None = None  # set while an attempt uses the workspace's own key (BYOK)
 
     @property
     def created(self) -> int:
@@ -71,12 +76,21 @@ class Generation:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
 
-    def upstream_begin(self, provider: str, upstream_model: str, price: PriceCard, model_id: str) -> None:
-        """An attempt on ``provider`` for catalog model ``model_id`` starts now."""
+    def upstream_begin(
+        self,
+        provider: str,
+        upstream_model: str,
+        price: PriceCard,
+        model_id: str,
+        byok_fee: ByokFee | None = None,
+    ) -> None:
+        """An attempt on ``provider`` for catalog model ``model_id`` starts now; ``byok_fee``
+        when it uses the workspace's own key (it is then billed that fee of the list price)."""
         self.provider = provider
         self.upstream_model = upstream_model
         self.price = price
         self.model_id = model_id
+        self.byok_fee = byok_fee
         self.attempt_started = self.serving_started = time.perf_counter()
 
     def skip(self, provider: str, upstream_model: str, outcome: str) -> None:
@@ -92,7 +106,14 @@ class Generation:
         self.attempt_started = None
         self.upstream_s += elapsed
         self.attempts.append(
-            Attempt(self.provider or "", self.upstream_model or "", outcome, round(elapsed * 1000), status)
+            Attempt(
+                self.provider or "",
+                self.upstream_model or "",
+                outcome,
+                round(elapsed * 1000),
+                status,
+                self.byok_fee is not None,
+            )
         )
         return elapsed
 
@@ -101,7 +122,10 @@ class Generation:
         return max(0.0, time.perf_counter() - self.started - self.upstream_s)
 
     def cost_of(self, usage: Usage) -> int:
-        return self.price.cost(usage) if self.price else 0
+        """What ``usage`` is billed: the list price, or the BYOK fee of it (rounded up)."""
+        cost = self.price.cost(usage) if self.price else 0
+        fee = self.byok_fee
+        return cost if fee is None else fee.apply(cost)
 
     def close(
         self,
@@ -131,6 +155,10 @@ class Generation:
             else:
                 self.wallets.release(self.reservation)
         usage = usage or Usage()
+        if self.limit_ticket is not None:
+            self.limit_ticket.settle(
+                usage.input_tokens + usage.output_tokens, cost if charge is not None else 0
+            )
         now = time.perf_counter()
         record = GenerationRecord(
             id=self.id,
@@ -159,6 +187,7 @@ class Generation:
                     "outcome": attempt.outcome,
                     "status": attempt.status,
                     "latency_ms": attempt.latency_ms,
+                    **_BYOK_MARK[attempt.byok],
                 }
                 for attempt in self.attempts
             ],
@@ -166,6 +195,9 @@ class Generation:
         )
         self.writer.submit(record, charge)
         self.metrics.generation(record, self.upstream_s if self.attempts else None)
+
+
+_BYOK_MARK: dict[bool, dict[str, bool]] = {True: {"byok": True}, False: {}}  # only BYOK attempts say so
 
 
 def close_cancelled(

@@ -14,6 +14,12 @@ Order of candidates for one model:
   health split: candidates whose breaker is open go last (kept, not removed: they are still
   tried when everything else fails). Ties keep the cheaper, then the catalog's, order.
 
+BYOK (docs/byok.md): ``plan(..., byok=names)`` takes the providers the caller's workspace has its
+own key for. Those providers' routes are usable even when the gateway has no key of its own
+(kept per model as ``keyless`` routes, out of every other workspace's plans), and they go first
+unless the client gave ``provider.order``. ``is_available`` (``GET /v1/models``) stays
+workspace-independent: it counts only routes the gateway can serve with its own keys.
+
 The default is a deterministic "cheapest healthy first" instead of OpenRouter's randomised
 price-weighted load balancing: the same request gets the same plan (testable, explainable in
 a usage record), and the hot path draws no random numbers. Spreading load between equally
@@ -31,7 +37,7 @@ lookups plus one health snapshot per candidate when the model has more than one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,6 +112,8 @@ class _Model:
     plan: Plan | None  # a plain request's plan when no breaker is open; None: no active route
     output_limit: int  # the smallest max_output_tokens of the active routes
     inactive: tuple[str, ...]  # why each inactive route is out
+    keyless: tuple[_Route, ...] = ()  # routes of configured providers without a key: BYOK only
+    providers: frozenset[str] = frozenset()  # provider names of ``routes`` and ``keyless``
 
 
 class Router:
@@ -120,9 +128,10 @@ class Router:
         model, _ = self._resolve(model_id)
         return model is not None and model.plan is not None
 
-    def plan(self, body: dict[str, Any], surface: str) -> Plan:
+    def plan(self, body: dict[str, Any], surface: str, byok: Collection[str] = ()) -> Plan:
         """The ordered candidates for ``body`` (a ``chat``/``responses``/``messages`` request).
 
+        ``byok``: providers the caller's workspace has its own key for (see the module doc).
         Raises 404 ``model_not_found`` (no requested model exists), 400 (a bad ``provider`` or
         ``models`` field) or 503 ``no_provider_available`` with the reasons nothing is left.
         """
@@ -131,16 +140,26 @@ class Router:
         if raw_preferences is None and fallbacks is None:
             model_id = body.get("model")
             model = self._models.get(model_id) if isinstance(model_id, str) else None
-            if model is not None and model.plan is not None and model.entry.kind == SURFACE_KINDS[surface]:
+            if (
+                model is not None
+                and model.plan is not None
+                and model.entry.kind == SURFACE_KINDS[surface]
+                and (not byok or model.providers.isdisjoint(byok))
+            ):
                 limit = _requested_output(body, surface)
                 if limit is None or limit <= model.output_limit:
                     return self._healthy_first(model)
-        return self._plan(body, surface, parse_preferences(raw_preferences), fallbacks)
+        return self._plan(body, surface, parse_preferences(raw_preferences), fallbacks, byok)
 
     # --- the general path -------------------------------------------------------------------
 
     def _plan(
-        self, body: dict[str, Any], surface: str, preferences: ProviderPreferences, fallbacks: object
+        self,
+        body: dict[str, Any],
+        surface: str,
+        preferences: ProviderPreferences,
+        fallbacks: object,
+        byok: Collection[str] = (),
     ) -> Plan:
         requested = self._requested_models(body, fallbacks if preferences.allow_fallbacks else None)
         _check_kinds(requested, surface)
@@ -154,11 +173,15 @@ class Router:
             if model is None or model.entry.id in seen:
                 continue
             seen.add(model.entry.id)
-            kept = [r for r in model.routes if _rejection(r, preferences, limit, used) is None]
+            routes = _routes(model, byok)
+            kept = [r for r in routes if _rejection(r, preferences, limit, used) is None]
             if kept:
-                groups.append(self._order(kept, preferences, variant or preferences.sort))
+                ordered_group = self._order(kept, preferences, variant or preferences.sort)
+                if byok and not preferences.order:  # the workspace's own keys first (stable)
+                    ordered_group.sort(key=lambda r: r.provider not in byok)
+                groups.append(ordered_group)
         if not groups:
-            raise self._unavailable(requested, preferences, limit, used)
+            raise self._unavailable(requested, preferences, limit, used, byok)
         if preferences.partition == "none" and preferences.sort and not preferences.order:
             ordered = sorted((r for g in groups for r in g), key=self._sort_key(preferences.sort))
         else:
@@ -271,6 +294,7 @@ class Router:
         preferences: ProviderPreferences,
         limit: int | None,
         used: frozenset[str] | None,
+        byok: Collection[str] = (),
     ) -> GatewayError:
         """503 naming, per requested model, why each of its routes is out."""
         parts: list[tuple[str, list[str]]] = []
@@ -279,8 +303,9 @@ class Router:
             if model is None or model.entry.id in seen:
                 continue
             seen.add(model.entry.id)
-            reasons = list(model.inactive)
-            for route in model.routes:
+            usable = {_keyless_reason(r.candidate.provider) for r in model.keyless if r.provider in byok}
+            reasons = [r for r in model.inactive if r not in usable]
+            for route in _routes(model, byok):
                 reason = _rejection(route, preferences, limit, used)
                 if reason is not None:
                     reasons.append(reason)
@@ -298,29 +323,47 @@ class Router:
 def _prepare(entry: ModelEntry, providers: dict[str, Provider]) -> _Model:
     """The request-independent routing data of one catalog model."""
     routes: list[_Route] = []
+    keyless: list[_Route] = []
     inactive: list[str] = []
     for route in entry.routes:
         provider = providers.get(route.provider)
         if provider is None:
             inactive.append(f"provider '{route.provider}' is not configured")
-        elif not provider.config.active:
-            env = provider.config.api_key_env
-            hint = f"set {env}" if env else f"give providers.{route.provider}.api_key"
-            inactive.append(f"{hint} to activate provider '{route.provider}'")
+            continue
+        prepared = _Route(
+            Candidate(entry, route, provider),
+            route.provider.lower(),
+            route.provider,
+            route.model,
+            route.price.input + route.price.output,
+        )
+        if provider.config.active:
+            routes.append(prepared)
         else:
-            routes.append(
-                _Route(
-                    Candidate(entry, route, provider),
-                    route.provider.lower(),
-                    route.provider,
-                    route.model,
-                    route.price.input + route.price.output,
-                )
-            )
+            inactive.append(_keyless_reason(provider))
+            keyless.append(prepared)
     routes.sort(key=lambda r: r.price)  # stable: equal prices keep catalog order
     plan = Plan(tuple(r.candidate for r in routes), True) if routes else None
     limit = min((r.candidate.route.max_output_tokens for r in routes), default=0)
-    return _Model(entry, tuple(routes), plan, limit, tuple(dict.fromkeys(inactive)))
+    names = frozenset(r.provider for r in (*routes, *keyless))
+    return _Model(entry, tuple(routes), plan, limit, tuple(dict.fromkeys(inactive)), tuple(keyless), names)
+
+
+def _keyless_reason(provider: Provider) -> str:
+    """Why a configured provider without a key is out (for callers without a BYOK key for it)."""
+    env = provider.config.api_key_env
+    hint = f"set {env}" if env else f"give providers.{provider.config.name}.api_key"
+    return f"{hint} to activate provider '{provider.config.name}'"
+
+
+def _routes(model: _Model, byok: Collection[str]) -> tuple[_Route, ...]:
+    """The model's active routes plus, for a BYOK caller, its keyless routes that key serves."""
+    if not byok or not model.keyless:
+        return model.routes
+    extra = [r for r in model.keyless if r.provider in byok]
+    if not extra:
+        return model.routes
+    return tuple(sorted((*model.routes, *extra), key=lambda r: r.price))
 
 
 def _requested_output(body: dict[str, Any], surface: str) -> int | None:

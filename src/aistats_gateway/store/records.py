@@ -102,3 +102,27 @@ class WalletRow:
     balance_nano: int
     granted_total_nano: int
     spent_total_nano: int
+
+
+@dataclass(slots=True, frozen=True)
+class LedgerEntry:
+    """One row of ``ledger_entries``: a signed movement of a workspace's credits."""
+
+    id: int
+    workspace_id: str
+    kind: str  # "grant" | "charge" | "adjustment"
+    amount_nano: int  # signed: charges are negative
+    generation_id: str | None
+    note: str | None
+    created_at: datetime
+    idempotency_key: str | None = None  # grants made with an Idempotency-Key
+
+
+@dataclass(slots=True, frozen=True)
+class GrantOutcome:
+    """A credit grant: the wallet after it, its ledger entry, and whether this call applied it
+    (False: a retry of an earlier grant with the same idempotency key, which was not applied again)."""
+
+    wallet: WalletRow
+    entry: LedgerEntry
+    applied: bool

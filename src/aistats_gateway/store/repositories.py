@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import BigInteger, RowMapping, Table, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, RowMapping, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..ids import new_ulid
-from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow, Workspace
+from .credentials import CredentialQueries
+from .records import ApiKeyRow, Charge, GenerationRecord, GrantOutcome, LedgerEntry, WalletRow, Workspace
 from .tables import UtcDateTime, api_keys, generations, ledger_entries, meta, wallets, workspaces
 
 WORKSPACE_PREFIX = "ws_"
@@ -93,6 +94,19 @@ def _wallet(row: RowMapping) -> WalletRow:
     )
 
 
+def _ledger_entry(row: RowMapping) -> LedgerEntry:
+    return LedgerEntry(
+        id=int(row["id"]),
+        workspace_id=row["workspace_id"],
+        kind=row["kind"],
+        amount_nano=int(row["amount_nano"]),
+        generation_id=row["generation_id"],
+        note=row["note"],
+        created_at=row["created_at"],
+        idempotency_key=row["idempotency_key"],
+    )
+
+
 def _generation(row: RowMapping) -> GenerationRecord:
     return GenerationRecord(**{name: row[name] for name in GenerationRecord.__dataclass_fields__})
 
@@ -105,7 +119,7 @@ _WALLET_COLUMNS = (
 )
 
 
-class Store:
+class Store(CredentialQueries):
     """Async repositories over one engine (SQLite or Postgres)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -207,6 +221,32 @@ class Store:
         async with self._engine.connect() as conn:
             return [_api_key(row) for row in (await conn.execute(query)).mappings()]
 
+    async def page_api_keys(
+        self,
+        *,
+        workspace_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        include_revoked: bool = False,
+    ) -> list[ApiKeyRow]:
+        """Up to ``limit`` keys in creation order (then kid), starting after the key ``after``
+        (keyset pagination: stable while keys are added). ``workspace_id=None``: every workspace."""
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.kid).limit(limit)
+        if workspace_id is not None:
+            query = query.where(api_keys.c.workspace_id == workspace_id)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at.is_(None))
+        if after is not None:
+            cursor = select(api_keys.c.created_at).where(api_keys.c.kid == after).scalar_subquery()
+            query = query.where(
+                or_(
+                    api_keys.c.created_at > cursor,
+                    and_(api_keys.c.created_at == cursor, api_keys.c.kid > after),
+                )
+            )
+        async with self._engine.connect() as conn:
+            return [_api_key(row) for row in (await conn.execute(query)).mappings()]
+
     async def revoke_api_key(self, kid: str) -> bool:
         """Revoke a key; False when it is unknown or already revoked."""
         query = (
@@ -289,6 +329,90 @@ class Store:
             )
             return _wallet(row)
 
+    async def grant_credits_once(
+        self,
+        workspace_id: str,
+        amount_nano: int,
+        *,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> GrantOutcome:
+        """Add credits like :meth:`grant_credits`, at most once per ``idempotency_key``.
+
+        The ledger entry goes in first, skipped on a clash with an earlier grant of the same key
+        (the unique index decides, so concurrent retries cannot both apply); only an entry really
+        inserted moves the wallet. A replay returns the earlier entry and ``applied=False``.
+        """
+        if amount_nano <= 0:
+            raise ValueError("a grant must be a positive amount of nano-USD")
+        now = _now()
+        try:
+            async with self._engine.begin() as conn:
+                inserted = (
+                    (
+                        await conn.execute(
+                            _insert(conn, ledger_entries)
+                            .values(
+                                workspace_id=workspace_id,
+                                kind="grant",
+                                amount_nano=amount_nano,
+                                generation_id=None,
+                                note=note,
+                                created_at=now,
+                                idempotency_key=idempotency_key,
+                            )
+                            .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
+                            .returning(*ledger_entries.c)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if inserted is None:  # an earlier grant with this key: report it, apply nothing
+                    earlier = (
+                        (
+                            await conn.execute(
+                                select(ledger_entries).where(
+                                    ledger_entries.c.workspace_id == workspace_id,
+                                    ledger_entries.c.idempotency_key == idempotency_key,
+                                )
+                            )
+                        )
+                        .mappings()
+                        .one()
+                    )
+                    wallet = (
+                        (
+                            await conn.execute(
+                                select(*_WALLET_COLUMNS).where(wallets.c.workspace_id == workspace_id)
+                            )
+                        )
+                        .mappings()
+                        .one()
+                    )
+                    return GrantOutcome(_wallet(wallet), _ledger_entry(earlier), applied=False)
+                row = (
+                    (
+                        await conn.execute(
+                            update(wallets)
+                            .where(wallets.c.workspace_id == workspace_id)
+                            .values(
+                                balance_nano=wallets.c.balance_nano + amount_nano,
+                                granted_total_nano=wallets.c.granted_total_nano + amount_nano,
+                                updated_at=now,
+                            )
+                            .returning(*_WALLET_COLUMNS)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:  # rolls the entry back
+                    raise NotFound(f"workspace {workspace_id!r} has no wallet")
+                return GrantOutcome(_wallet(row), _ledger_entry(inserted), applied=True)
+        except IntegrityError as exc:  # the entry's foreign key: no such workspace
+            raise NotFound(f"workspace {workspace_id!r} does not exist") from exc
+
     async def get_wallet(self, workspace_id: str) -> WalletRow:
         """The wallet of a workspace; ``NotFound`` if it has none."""
         query = select(*_WALLET_COLUMNS).where(wallets.c.workspace_id == workspace_id)
@@ -327,6 +451,35 @@ class Store:
         )
         async with self._engine.connect() as conn:
             return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def page_ledger(
+        self,
+        *,
+        workspace_id: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        descending: bool = False,
+    ) -> list[LedgerEntry]:
+        """Up to ``limit`` ledger entries ordered by id (oldest first, or newest first when
+        ``descending``), after the entry id ``after`` in that order (keyset pagination).
+        Filters: one workspace (``None``: all), one kind, ``since <= created_at < until``."""
+        order = ledger_entries.c.id.desc() if descending else ledger_entries.c.id
+        query = select(ledger_entries).order_by(order).limit(limit)
+        if workspace_id is not None:
+            query = query.where(ledger_entries.c.workspace_id == workspace_id)
+        if after is not None:
+            query = query.where(ledger_entries.c.id < after if descending else ledger_entries.c.id > after)
+        if kind is not None:
+            query = query.where(ledger_entries.c.kind == kind)
+        if since is not None:
+            query = query.where(ledger_entries.c.created_at >= since)
+        if until is not None:
+            query = query.where(ledger_entries.c.created_at < until)
+        async with self._engine.connect() as conn:
+            return [_ledger_entry(row) for row in (await conn.execute(query)).mappings()]
 
     # -- writes from the request path (through the batched writer) ----------------------------
 
@@ -410,6 +563,25 @@ class Store:
             "input_tokens": int(input_tokens),
             "output_tokens": int(output_tokens),
         }
+
+    async def key_spend(self, day_start: datetime, month_start: datetime) -> dict[str, tuple[int, int, int]]:
+        """Per key with any cost: nano-USD spent since ``day_start``, since ``month_start``, and
+        ever — the seeds of the spend-limit counters (one aggregate, at start-up)."""
+        cost = generations.c.cost_nano
+        created = generations.c.created_at
+        query = (
+            select(
+                generations.c.key_id,
+                func.coalesce(func.sum(case((created >= day_start, cost), else_=0)), 0),
+                func.coalesce(func.sum(case((created >= month_start, cost), else_=0)), 0),
+                func.coalesce(func.sum(cost), 0),
+            )
+            .where(generations.c.key_id.is_not(None), cost > 0)
+            .group_by(generations.c.key_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(kid): (int(day), int(month), int(total)) for kid, day, month, total in rows}
 
     # -- meta ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -109,7 +110,10 @@ ledger_entries = Table(
     Column("generation_id", Text, nullable=True, unique=True),
     Column("note", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # Set on credit grants made with an Idempotency-Key: a retried grant is applied once.
+    Column("idempotency_key", Text, nullable=True),
     Index("ix_ledger_entries_workspace_id", "workspace_id"),
+    Index("uq_ledger_entries_workspace_idempotency", "workspace_id", "idempotency_key", unique=True),
 )
 
 generations = Table(
@@ -148,3 +152,69 @@ meta = Table(
 )
 
 ALL_TABLES = ("workspaces", "api_keys", "wallets", "ledger_entries", "generations", "meta")
+
+# Async video jobs (jobs/): one row per job, polled by the runner under a lease.
+video_jobs = Table(
+    "video_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),  # video_<ULID>
+    Column("workspace_id", Text, nullable=False),
+    Column("key_id", Text, nullable=True),
+    Column("generation_id", Text, nullable=False, unique=True),  # gen_<ULID>: the usage record / charge
+    Column("model", Text, nullable=False),
+    Column("provider", Text, nullable=True),  # set once a provider accepted the job
+    Column("upstream_model", Text, nullable=True),
+    Column("upstream_id", Text, nullable=True),  # the provider's job id or operation name
+    Column("status", Text, nullable=False),  # queued | in_progress | completed | failed | cancelled
+    Column("progress", Integer, nullable=False, server_default="0"),
+    Column("seconds", Integer, nullable=False),
+    Column("size", Text, nullable=False),
+    Column("error", JSON, nullable=True),  # {code, message}
+    Column("request", JSON, nullable=False),  # prompt and inputs, enough to submit again
+    Column("reserved_nano", BigInteger, nullable=False, server_default="0"),
+    Column("cost_nano", BigInteger, nullable=False, server_default="0"),
+    Column("content_path", Text, nullable=True),
+    Column("content_type", Text, nullable=True),
+    Column("content_bytes", BigInteger, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("next_poll_at", UtcDateTime, nullable=True),
+    Column("poll_attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("settled_at", UtcDateTime, nullable=True),  # billing done (charge or release written)
+    Column("deleted_at", UtcDateTime, nullable=True),  # deleted by its owner: hidden, content removed
+    Index("ix_video_jobs_workspace_created", "workspace_id", "created_at"),
+    Index("ix_video_jobs_next_poll_at", "next_poll_at"),
+)
+
+# BYOK (byok/): a workspace's own provider keys, AES-256-GCM encrypted (byok/crypto.py).
+# At most one active (not revoked) credential per workspace and provider; revoking wipes the
+# ciphertext and nonce.
+provider_credentials = Table(
+    "provider_credentials",
+    metadata,
+    Column("id", Text, primary_key=True),  # cred_<ULID>
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("provider", Text, nullable=False),  # a configured provider name
+    Column("ciphertext", LargeBinary, nullable=True),  # includes the GCM tag; NULL once revoked
+    Column("nonce", LargeBinary, nullable=True),  # 96 bits, random per encryption
+    Column("master_key_id", Text, nullable=True),  # which AISTATS_BYOK_MASTER_KEYS entry
+    Column("version", Integer, nullable=False, server_default="1"),  # ciphertext format
+    Column("label", Text, nullable=True),
+    Column("fingerprint", Text, nullable=False),  # sha256:<12 hex> of the key
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(
+        "uq_provider_credentials_active",
+        "workspace_id",
+        "provider",
+        unique=True,
+        sqlite_where=Column("revoked_at").is_(None),
+        postgresql_where=Column("revoked_at").is_(None),
+    ),
+)
