@@ -126,6 +126,8 @@ def test_two_processes_never_serve_more_than_the_wallet_covers(
     assert set(statuses) <= {200, 402}, statuses
     served = statuses.count(200)
     assert served == COVERED
+    # /v1/credits on either instance shows the shared balance: nothing left, nothing held.
+    wait_for(lambda: all(_available(port, key) == 0 for port in ports), timeout=5)
     stop()  # each process drains its writer: the database has every record
     wallet = admin.run(lambda store: store.get_wallet(workspace_id))
     assert wallet.balance_nano == 0

@@ -113,7 +113,7 @@ def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppS
         health=health,
         limiter=Limiter(
             settings.limits.free,
-            lambda workspace_id: wallets.snapshot(workspace_id)["granted_total"] > 0,
+            wallets.ever_topped_up,
             redis_url=settings.redis_url,
         ),
         started_at=time.monotonic(),

@@ -26,7 +26,7 @@ class AccountEndpoints:
             principal = self._state.keys.authenticate(request.headers)
         except GatewayError as error:
             return error_response(error, new_generation_id())
-        totals = self._state.wallets.snapshot(principal.workspace_id)
+        totals = await self._state.wallets.live_snapshot(principal.workspace_id)
         return json_response(
             {
                 "object": "credits",
@@ -52,7 +52,7 @@ class AccountEndpoints:
         except GatewayError as error:
             return error_response(error, new_generation_id())
         usage = await self._state.store.key_usage(principal.kid)
-        totals = self._state.wallets.snapshot(principal.workspace_id)
+        totals = await self._state.wallets.live_snapshot(principal.workspace_id)
         limits = await self._state.limiter.status(principal)
         total_limit = principal.limits.spend_total_nano
         return json_response(

@@ -186,6 +186,32 @@ class WalletBook:
             "spent_total": wallet.spent_total + wallet.unflushed,
         }
 
+    def ever_topped_up(self, workspace_id: str) -> bool:
+        """Whether the workspace was ever granted credits (the free tier's higher daily limit)."""
+        wallet = self._wallets.get(workspace_id)
+        return wallet is not None and wallet.granted_total > 0
+
+    async def live_snapshot(self, workspace_id: str) -> dict[str, int]:
+        """:meth:`snapshot` with Redis's view when shared: the balance and the holds of every
+        instance. Falls back to this instance's view when Redis is not seeded or unreachable."""
+        local = self.snapshot(workspace_id)
+        if self.shared is None:
+            return local
+        try:
+            totals = await self.shared.totals(workspace_id)
+        except SharedWalletUnavailable:
+            return local
+        if totals is None:
+            return local
+        balance, reserved = totals
+        return {
+            **local,
+            "balance": balance,
+            "reserved": reserved,
+            "available": balance - reserved,
+            "spent_total": local["granted_total"] - balance,
+        }
+
     # --- Redis synchronisation (a background task when ``shared`` is set) ---------------------
 
     async def sync_shared(self) -> None:
