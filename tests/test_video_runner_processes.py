@@ -91,7 +91,11 @@ def test_two_runner_processes_never_poll_one_job_at_once(
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
         for process in processes:
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a hung gateway behind
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
     assert videos.overlaps == 0
     assert all(count >= 3 for count in videos.polls.values())  # polled repeatedly, never twice at once
     assert all(getattr(job(i), "status", None) == "completed" for i in ids)

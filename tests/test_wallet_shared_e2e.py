@@ -75,7 +75,11 @@ def gateways(
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
         for process in processes:
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a hung gateway behind
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
 
     try:
         for port in ports:
