@@ -446,8 +446,17 @@ def test_missing_key_is_401(live: Stack) -> None:
     assert response.status_code == 401 and response.json()["reason"] == "authentication_error"
 
 
+def reservation_amount(plan: Any, request: Any, body_bytes: int) -> int:
+    """What the images endpoint holds for ``request`` (no BYOK keys)."""
+    from aistats_gateway.api.images import worst_case
+    from aistats_gateway.api.whole_reply import reservation
+    from aistats_gateway.byok.cache import NO_CREDENTIALS
+    from aistats_gateway.byok.fee import NO_FEE
+
+    return reservation(plan, lambda c: worst_case(c, request, body_bytes), NO_CREDENTIALS, NO_FEE)
+
+
 def test_the_reservation_covers_n_images_at_the_dearest_meter(live: Stack) -> None:
-    from aistats_gateway.api.images import reservation_amount
     from aistats_gateway.formats.openai_images import parse_image_request
 
     raw = b'{"model": "openai/gpt-image-2.6-flare", "prompt": "x", "n": 3}'
@@ -461,7 +470,6 @@ def test_the_reservation_covers_n_images_at_the_dearest_meter(live: Stack) -> No
 
 
 def test_a_per_image_reservation_holds_every_image(live: Stack) -> None:
-    from aistats_gateway.api.images import reservation_amount
     from aistats_gateway.formats.openai_images import parse_image_request
 
     request = parse_image_request(b'{"model": "test/per-image", "prompt": "x", "n": 4}')

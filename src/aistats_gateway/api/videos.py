@@ -51,8 +51,8 @@ class VideoEndpoints:
         return job
 
     @staticmethod
-    def _reply(job: VideoJob, status: int = 200) -> Response:
-        return json_response(job.to_api(), status, {"x-generation-id": job.generation_id})
+    def _reply(job: VideoJob, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return json_response(job.to_api(), status, {"x-generation-id": job.generation_id, **(headers or {})})
 
     async def create(self, request: Request) -> Response:
         try:
@@ -61,7 +61,8 @@ class VideoEndpoints:
             job = await self._service.create(principal, model, spec)
         except GatewayError as error:
             return error_response(error, new_generation_id())
-        return self._reply(job)
+        ticket = self._service.tickets.get(job.id)  # limited keys: x-ratelimit-* as on every endpoint
+        return self._reply(job, headers=ticket.headers if ticket is not None else None)
 
     async def retrieve(self, request: Request) -> Response:
         try:

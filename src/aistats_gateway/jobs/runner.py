@@ -6,7 +6,9 @@ poll one job at once. Polls back off from ``videos.poll_initial_s`` to ``videos.
 finished video is downloaded into ``<storage_dir>/<id>.<ext>`` before the job is marked
 completed, so downloads never depend on the provider's expiring URLs; a cleanup pass deletes
 content past ``videos.retention_days``. After a restart, the holds of running jobs are taken
-again and the jobs carry on from their stored state.
+again and the jobs carry on from their stored state. A job created with the workspace's own
+provider key (BYOK) is polled and downloaded with that key, looked up again at each step; once
+the key is gone the job fails (nothing billed) with an error saying so.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..ids import new_ulid
 from ..providers.base import UpstreamFailure
 from ..store.tables import video_jobs
 from .records import RUNNING, TERMINAL, VideoJob
-from .service import VideoService, remove_content, status_failure, storage_dir
+from .service import ByokKeyGone, VideoService, remove_content, status_failure, storage_dir
 from .store import utcnow
 from .upstream import UpstreamState, VideoSpec, VideoUpstream
 
@@ -50,6 +52,7 @@ class VideoRunner:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_cleanup = 0.0
+        self.passes = 0  # ticks finished (tests wait for the first one)
 
     async def start(self) -> None:
         """Re-hold running jobs' credits, then run in the background."""
@@ -72,6 +75,7 @@ class VideoRunner:
                 await self.tick()
             except Exception:
                 log.exception("video runner: a tick failed; retrying")
+            self.passes += 1
             self.service.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.service.wake.wait(), self.settings.tick_s)
@@ -139,7 +143,12 @@ class VideoRunner:
             )
             return
         try:
-            state = await adapter.poll(job.upstream_id or "")
+            credential = self.service.credential(job)
+        except ByokKeyGone as gone:
+            await self._fail(job, gone.error)
+            return
+        try:
+            state = await adapter.poll(job.upstream_id or "", credential)
         except UpstreamFailure as failure:
             if not failure.retryable:
                 await self._fail(job, status_failure(failure))
@@ -152,7 +161,7 @@ class VideoRunner:
         if state.status == "failed":
             await self._fail(job, state.error)
         elif state.status == "completed":
-            await self._complete(job, adapter, state)
+            await self._complete(job, adapter, state, credential)
         else:
             await self._running_update(
                 job,
@@ -162,11 +171,13 @@ class VideoRunner:
                 next_poll_at=self._next_poll(job),
             )
 
-    async def _complete(self, job: VideoJob, adapter: VideoUpstream, state: UpstreamState) -> None:
+    async def _complete(
+        self, job: VideoJob, adapter: VideoUpstream, state: UpstreamState, credential: str | None
+    ) -> None:
         directory = storage_dir(self.service.state)
         partial = directory / f"{job.id}.download"
         try:
-            content_type = await adapter.download(job.upstream_id or "", state, partial)
+            content_type = await adapter.download(job.upstream_id or "", state, partial, credential)
         except UpstreamFailure as failure:
             log.warning("video job %s: download failed (%s); retrying", job.id, failure.message)
             await self._running_update(
@@ -213,9 +224,10 @@ class VideoRunner:
             image=Path(image_path).read_bytes() if image_path else None,
             image_type=job.request.get("image_type"),
         )
+        byok = self.service.state.credentials.for_workspace(job.workspace_id)
         try:
-            usable = self.service.candidates(job.model, spec)
-            await self.service.submit(job, usable, spec)
+            usable = self.service.candidates(job.model, spec, byok)
+            await self.service.submit(job, usable, spec, byok)
         except Exception as exc:
             message = getattr(exc, "message", str(exc))
             await self._fail(job, {"code": "submit_failed", "message": message})
@@ -227,7 +239,9 @@ class VideoRunner:
             adapter = service.adapter(job.provider or "")
             if adapter is not None:
                 try:
-                    await adapter.cancel(job.upstream_id)
+                    await adapter.cancel(job.upstream_id, service.credential(job))
+                except ByokKeyGone:
+                    log.info("video job %s: not cancelled upstream (its BYOK key is gone)", job.id)
                 except UpstreamFailure as failure:
                     log.info("video job %s: upstream cancel failed (%s)", job.id, failure.message)
         settled = await service.settle(job)

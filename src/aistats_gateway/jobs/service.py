@@ -7,6 +7,12 @@ does not survive a restart; the serving route's price is fixed in ``cost_nano`` 
 accepts the job. Settling writes the generation record and its charge through the batched writer
 and waits until they are committed before marking the job settled: the ledger's unique
 ``generation_id`` makes a repeated settlement (after a crash in between) a no-op.
+
+Creating a job goes through the key's limits and the free tier like every request (the limit
+ticket is settled with the job, by the process that created it), and uses the workspace's own
+provider key (BYOK) when it has one: such a job is marked ``request.byok`` and billed the BYOK
+fee of its cost, and the runner polls, downloads and cancels it with the workspace's key as the
+credential cache holds it then (:meth:`VideoService.credential`); a job whose key is gone fails.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +28,14 @@ from typing import Any
 import httpx
 
 from ..api.errors import GatewayError
+from ..byok.cache import NO_CREDENTIALS
+from ..byok.fee import ByokFee
 from ..canonical import Usage
 from ..ids import new_generation_id
 from ..pipeline.auth import Principal
 from ..pipeline.billing import Reservation
 from ..pipeline.health_report import report_failure
+from ..pipeline.limits import LimitTicket
 from ..pipeline.routing import Candidate
 from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamStatusError
@@ -54,9 +63,26 @@ def storage_dir(state: AppState) -> Path:
     return state.settings.videos.storage_dir or state.settings.data_dir / "videos"
 
 
-def job_cost(candidate: Candidate, seconds: int) -> int:
-    """What the job costs on this route: seconds x ``video_second`` plus the ``request`` fee."""
-    return candidate.route.price.cost(Usage(), requests=1, video_seconds=seconds)
+def job_cost(candidate: Candidate, seconds: int, fee: ByokFee | None = None) -> int:
+    """What the job costs on this route: seconds x ``video_second`` plus the ``request`` fee;
+    ``fee`` of that when it runs on the workspace's own key (BYOK)."""
+    cost = candidate.route.price.cost(Usage(), requests=1, video_seconds=seconds)
+    return cost if fee is None else fee.apply(cost)
+
+
+class ByokKeyGone(Exception):
+    """A job created with the workspace's own provider key, which is no longer there."""
+
+    def __init__(self, job: VideoJob) -> None:
+        self.error = {
+            "code": "byok_key_missing",
+            "message": (
+                f"This job was created with the workspace's own key for provider '{job.provider}' "
+                "(BYOK), which has since been deleted or revoked (or cannot be decrypted); the "
+                "provider's job cannot be followed without it. Nothing is billed."
+            ),
+        }
+        super().__init__(self.error["message"])
 
 
 class VideoService:
@@ -70,6 +96,7 @@ class VideoService:
         self._client = client
         self._adapters: dict[str, VideoUpstream] = {}
         self.holds: dict[str, Reservation] = {}  # job id -> this process's hold on the wallet
+        self.tickets: dict[str, LimitTicket] = {}  # job id -> its admission against the key's limits
         self.wake = asyncio.Event()  # set when a job needs the runner now
 
     def adapter(self, provider: str) -> VideoUpstream | None:
@@ -85,9 +112,23 @@ class VideoService:
 
     # -- create -------------------------------------------------------------------------------
 
-    def candidates(self, model: str, spec: VideoSpec) -> list[tuple[Candidate, VideoUpstream]]:
-        """The plan's candidates that can make ``spec``; 400/404/503 when none can."""
-        plan = self.state.router.plan({"model": model}, "videos")
+    def credential(self, job: VideoJob) -> str | None:
+        """The key to follow ``job`` with: None for the gateway's own, else the workspace's own
+        key for the job's provider as the credential cache holds it now; :class:`ByokKeyGone`
+        when that key was deleted or revoked since."""
+        if not job.request.get("byok"):
+            return None
+        credential = self.state.credentials.for_workspace(job.workspace_id).get(job.provider or "")
+        if credential is None:
+            raise ByokKeyGone(job)
+        return credential
+
+    def candidates(
+        self, model: str, spec: VideoSpec, byok: Mapping[str, str] = NO_CREDENTIALS
+    ) -> list[tuple[Candidate, VideoUpstream]]:
+        """The plan's candidates that can make ``spec`` (``byok``: the providers the workspace has
+        its own key for); 400/404/503 when none can."""
+        plan = self.state.router.plan({"model": model}, "videos", byok)
         ordered = plan.candidates if plan.allow_fallbacks else plan.candidates[:1]
         usable: list[tuple[Candidate, VideoUpstream]] = []
         first_error: GatewayError | None = None
@@ -114,10 +155,24 @@ class VideoService:
 
     async def create(self, principal: Principal, model: str, spec: VideoSpec) -> VideoJob:
         """Hold the credits, store the job, submit it upstream (with failover); the stored job."""
-        usable = self.candidates(model, spec)
-        worst = max(c.route.price.worst_case(0, 0, video_seconds=spec.seconds) for c, _ in usable)
+        state = self.state
+        byok = state.credentials.for_workspace(principal.workspace_id)
+        fee = state.credentials.fee
+        usable = self.candidates(model, spec, byok)
+        worst = 0
+        for candidate, _ in usable:
+            cost = candidate.route.price.worst_case(0, 0, video_seconds=spec.seconds)
+            worst = max(worst, fee.apply(cost) if candidate.provider.config.name in byok else cost)
         generation_id = new_generation_id()
-        hold = await self.state.wallets.hold(principal.workspace_id, worst, generation_id)
+        ticket = await state.limiter.admit(  # key limits + free tier, as every request
+            principal, model, free=model.endswith(":free"), hold_nano=worst
+        )
+        try:
+            hold = await state.wallets.hold(principal.workspace_id, worst, generation_id)
+        except BaseException:
+            if ticket is not None:
+                ticket.settle(0, 0)
+            raise
         job_id = new_video_id()
         request: dict[str, Any] = {"prompt": spec.prompt}
         if spec.image is not None:
@@ -142,10 +197,14 @@ class VideoService:
             await self.store.insert(job)
         except Exception:
             self.state.wallets.release(hold)
+            if ticket is not None:
+                ticket.settle(0, 0)
             raise
         self.holds[job_id] = hold
+        if ticket is not None:
+            self.tickets[job_id] = ticket
         try:
-            await self.submit(job, usable, spec)
+            await self.submit(job, usable, spec, byok)
         except GatewayError as error:
             # No provider took it: like a failed request, nothing is billed and no job remains.
             job.status, job.error = "failed", {"code": error.reason, "message": error.message}
@@ -158,9 +217,16 @@ class VideoService:
         return await self.store.get(job_id) or job
 
     async def submit(
-        self, job: VideoJob, usable: list[tuple[Candidate, VideoUpstream]], spec: VideoSpec
+        self,
+        job: VideoJob,
+        usable: list[tuple[Candidate, VideoUpstream]],
+        spec: VideoSpec,
+        byok: Mapping[str, str] = NO_CREDENTIALS,
     ) -> None:
-        """The attempt loop: the first candidate that accepts the job serves it (the lease is ours)."""
+        """The attempt loop: the first candidate that accepts the job serves it (the lease is ours).
+
+        A candidate whose provider the workspace has its own key for (``byok``) is sent that key;
+        the job is then marked ``request.byok`` and costs the BYOK fee of its price."""
         routing = self.state.settings.routing
         health = self.state.health
         last: UpstreamFailure | None = None
@@ -168,9 +234,10 @@ class VideoService:
             name, upstream_model = candidate.provider.config.name, candidate.route.model
             if not health.allow(name, upstream_model):
                 continue
+            credential = byok.get(name) if byok else None
             started = time.perf_counter()
             try:
-                upstream_id, _ = await adapter.create(upstream_model, spec)
+                upstream_id, _ = await adapter.create(upstream_model, spec, credential)
             except UpstreamFailure as failure:
                 report_failure(health, name, upstream_model, failure, time.perf_counter() - started)
                 last = failure
@@ -178,16 +245,18 @@ class VideoService:
                     break
                 continue
             health.record_success(name, upstream_model, latency_s=time.perf_counter() - started)
-            cost = job_cost(candidate, spec.seconds)
+            byok_fee = self.state.credentials.fee if credential is not None else None
+            cost = job_cost(candidate, spec.seconds, byok_fee)
             job.provider, job.upstream_model, job.upstream_id, job.cost_nano = (
                 name,
                 upstream_model,
                 upstream_id,
                 cost,
             )
+            job.request = {**job.request, "byok": credential is not None}
             await self.store.release(
                 job.id, self.owner, provider=name, upstream_model=upstream_model, upstream_id=upstream_id,
-                cost_nano=cost, model=candidate.model.id,
+                cost_nano=cost, model=candidate.model.id, request=job.request,
             )  # fmt: skip
             self.wake.set()
             return
@@ -231,11 +300,14 @@ class VideoService:
             self.holds[job.id] = wallets.adopt(job.workspace_id, job.reserved_nano, job.generation_id)
 
     def drop_holds(self, job_ids: list[str]) -> None:
-        """Release holds of jobs another process settled."""
+        """Release holds (and limit tickets) of jobs another process settled."""
         for job_id in job_ids:
             hold = self.holds.pop(job_id, None)
             if hold is not None:
                 self.state.wallets.release(hold)
+            ticket = self.tickets.pop(job_id, None)
+            if ticket is not None:
+                ticket.settle(0, 0)
 
     async def settle(self, job: VideoJob) -> bool:
         """Book a finished job: charge a completed one, release the others. True once committed."""
@@ -243,6 +315,9 @@ class VideoService:
         completed = job.status == "completed"
         cost = job.cost_nano if completed else 0
         hold = self.holds.pop(job.id, None)
+        ticket = self.tickets.pop(job.id, None)
+        if ticket is not None:  # the key's spend limits: the worst case held becomes the cost
+            ticket.settle(0, cost)
         if completed:
             state.wallets.settle(hold or state.wallets.adopt(job.workspace_id, 0, job.generation_id), cost)
         elif hold is not None:
@@ -256,7 +331,7 @@ class VideoService:
             reasoning_tokens=0, cost_nano=cost,
             latency_ms=round((ended - job.created_at).total_seconds() * 1000), ttft_ms=None,
             error=f"{error.get('code')}: {error.get('message')}" if error else None,
-            created_at=job.created_at,
+            created_at=job.created_at, attempts=_byok_attempt(job),
         )  # fmt: skip
         charge = Charge(job.generation_id, job.workspace_id, cost) if completed else None
         state.writer.submit(record, charge)
@@ -267,6 +342,13 @@ class VideoService:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+
+def _byok_attempt(job: VideoJob) -> list[dict[str, Any]]:
+    """The record's attempts: the serving one, marked, when it ran on the workspace's own key."""
+    if not job.request.get("byok"):
+        return []
+    return [{"provider": job.provider, "upstream_model": job.upstream_model, "outcome": "ok", "byok": True}]
 
 
 def remove_content(job: VideoJob) -> None:

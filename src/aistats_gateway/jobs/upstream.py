@@ -19,6 +19,7 @@ import orjson
 
 from ..api.errors import GatewayError
 from ..providers.base import UpstreamConnectError, UpstreamFailure, UpstreamStatusError, UpstreamTimeout
+from ..providers.credentials import redacted
 from ..settings import ProviderConfig
 
 
@@ -44,7 +45,11 @@ class UpstreamState:
 
 
 class VideoUpstream(Protocol):
-    """One configured provider's video API."""
+    """One configured provider's video API.
+
+    Every call takes ``credential``: a workspace's own key (BYOK) used instead of the configured
+    one; a job created with it is polled, downloaded and cancelled with it too.
+    """
 
     config: ProviderConfig
 
@@ -52,17 +57,21 @@ class VideoUpstream(Protocol):
         """Raise a 400 :class:`GatewayError` for what this provider cannot generate."""
         ...
 
-    async def create(self, model: str, spec: VideoSpec) -> tuple[str, UpstreamState]:
+    async def create(
+        self, model: str, spec: VideoSpec, credential: str | None = None
+    ) -> tuple[str, UpstreamState]:
         """Submit a job; return the provider's id for it and its first state."""
         ...
 
-    async def poll(self, upstream_id: str) -> UpstreamState: ...
+    async def poll(self, upstream_id: str, credential: str | None = None) -> UpstreamState: ...
 
-    async def download(self, upstream_id: str, state: UpstreamState, dest: Path) -> str:
+    async def download(
+        self, upstream_id: str, state: UpstreamState, dest: Path, credential: str | None = None
+    ) -> str:
         """Write the finished video to ``dest``; return its content type."""
         ...
 
-    async def cancel(self, upstream_id: str) -> None:
+    async def cancel(self, upstream_id: str, credential: str | None = None) -> None:
         """Best effort: stop (or delete) the job upstream."""
         ...
 
@@ -87,14 +96,22 @@ async def calling(provider: str) -> AsyncIterator[None]:
         raise UpstreamConnectError(provider, f"{type(exc).__name__}: {exc}") from exc
 
 
-def check_status(provider: str, response: httpx.Response) -> None:
-    """Raise :class:`UpstreamStatusError` for a non-2xx answer (body already read)."""
+def check_status(config: ProviderConfig, response: httpx.Response, credential: str | None = None) -> None:
+    """Raise :class:`UpstreamStatusError` for a non-2xx answer (body already read), with neither
+    the workspace's key (``credential``) nor the configured one in it."""
     if response.status_code >= 300:
-        raise UpstreamStatusError(provider, response.status_code, response.content, dict(response.headers))
+        failure = UpstreamStatusError(
+            config.name, response.status_code, response.content, dict(response.headers)
+        )
+        raise redacted(failure, credential, config.api_key)
 
 
-def json_of(provider: str, response: httpx.Response) -> dict[str, Any]:
-    check_status(provider, response)
+def json_of(
+    config: ProviderConfig, response: httpx.Response, credential: str | None = None
+) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; :class:`UpstreamFailure` otherwise."""
+    provider = config.name
+    check_status(config, response, credential)
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
@@ -104,16 +121,22 @@ def json_of(provider: str, response: httpx.Response) -> dict[str, Any]:
     return data
 
 
-async def stream_to_file(client: httpx.AsyncClient, provider: str, request: httpx.Request, dest: Path) -> str:
+async def stream_to_file(
+    client: httpx.AsyncClient,
+    config: ProviderConfig,
+    request: httpx.Request,
+    dest: Path,
+    credential: str | None = None,
+) -> str:
     """Stream a download into ``dest`` (written to a temporary name, then renamed); content type."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
-    async with calling(provider):
+    async with calling(config.name):
         response = await client.send(request, stream=True, follow_redirects=True)
         try:
             if response.status_code >= 300:
                 await response.aread()
-                check_status(provider, response)
+                check_status(config, response, credential)
             with partial.open("wb") as out:
                 async for chunk in response.aiter_bytes():
                     out.write(chunk)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..providers.credentials import AuthHeaders
 from ..settings import ProviderConfig
 from .upstream import UpstreamState, VideoSpec, calling, json_of, stream_to_file, timeout
 
@@ -25,10 +26,7 @@ class OpenAIVideos:
         self._client = client
         self._base = config.base_url.rstrip("/") + "/videos"
         self._timeout = timeout(config, timeout_s)
-        headers = dict(config.headers)
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        self._headers = headers
+        self._auth = AuthHeaders(config, config.headers, "authorization", "Bearer ")
 
     def check(self, spec: VideoSpec) -> None:
         """OpenAI validates seconds and size itself (its 400 reaches the client)."""
@@ -36,38 +34,48 @@ class OpenAIVideos:
     def _url(self, upstream_id: str, suffix: str = "") -> str:
         return f"{self._base}/{quote(upstream_id, safe='')}{suffix}"
 
-    async def create(self, model: str, spec: VideoSpec) -> tuple[str, UpstreamState]:
+    async def create(
+        self, model: str, spec: VideoSpec, credential: str | None = None
+    ) -> tuple[str, UpstreamState]:
         fields = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
+        headers = self._auth.headers(credential)
         async with calling(self.config.name):
             if spec.image is not None:
                 files = {"input_reference": ("reference", spec.image, spec.image_type or "image/png")}
                 response = await self._client.post(
-                    self._base, data=fields, files=files, headers=self._headers, timeout=self._timeout
+                    self._base, data=fields, files=files, headers=headers, timeout=self._timeout
                 )
             else:
                 response = await self._client.post(
-                    self._base, json=fields, headers=self._headers, timeout=self._timeout
+                    self._base, json=fields, headers=headers, timeout=self._timeout
                 )
-        job = json_of(self.config.name, response)
+        job = json_of(self.config, response, credential)
         return str(job["id"]), _state(job)
 
-    async def poll(self, upstream_id: str) -> UpstreamState:
+    async def poll(self, upstream_id: str, credential: str | None = None) -> UpstreamState:
         async with calling(self.config.name):
             response = await self._client.get(
-                self._url(upstream_id), headers=self._headers, timeout=self._timeout
+                self._url(upstream_id), headers=self._auth.headers(credential), timeout=self._timeout
             )
-        return _state(json_of(self.config.name, response))
+        return _state(json_of(self.config, response, credential))
 
-    async def download(self, upstream_id: str, state: UpstreamState, dest: Path) -> str:
+    async def download(
+        self, upstream_id: str, state: UpstreamState, dest: Path, credential: str | None = None
+    ) -> str:
         request = self._client.build_request(
-            "GET", self._url(upstream_id, "/content"), headers=self._headers, timeout=self._timeout
+            "GET",
+            self._url(upstream_id, "/content"),
+            headers=self._auth.headers(credential),
+            timeout=self._timeout,
         )
-        return await stream_to_file(self._client, self.config.name, request, dest)
+        return await stream_to_file(self._client, self.config, request, dest, credential)
 
-    async def cancel(self, upstream_id: str) -> None:
+    async def cancel(self, upstream_id: str, credential: str | None = None) -> None:
         """OpenAI has no cancel: deleting the job is the closest (failures are ignored)."""
         async with calling(self.config.name):
-            await self._client.delete(self._url(upstream_id), headers=self._headers, timeout=self._timeout)
+            await self._client.delete(
+                self._url(upstream_id), headers=self._auth.headers(credential), timeout=self._timeout
+            )
 
 
 def _state(job: dict) -> UpstreamState:

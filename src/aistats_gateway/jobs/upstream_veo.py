@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from ..providers.base import UpstreamFailure
+from ..providers.credentials import AuthHeaders
 from ..settings import ProviderConfig
 from .upstream import UpstreamState, VideoSpec, calling, json_of, stream_to_file, timeout, unsupported
 
@@ -36,10 +37,7 @@ class VeoVideos:
         self._client = client
         self._root = config.base_url.rstrip("/") + "/v1beta/"
         self._timeout = timeout(config, timeout_s)
-        headers = dict(config.headers)
-        if config.api_key:
-            headers["x-goog-api-key"] = config.api_key
-        self._headers = headers
+        self._auth = AuthHeaders(config, config.headers, "x-goog-api-key")
 
     def check(self, spec: VideoSpec) -> None:
         if spec.size not in SIZES:
@@ -52,7 +50,9 @@ class VeoVideos:
                 param="seconds",
             )
 
-    async def create(self, model: str, spec: VideoSpec) -> tuple[str, UpstreamState]:
+    async def create(
+        self, model: str, spec: VideoSpec, credential: str | None = None
+    ) -> tuple[str, UpstreamState]:
         aspect_ratio, resolution = SIZES[spec.size]
         instance: dict[str, Any] = {"prompt": spec.prompt}
         if spec.image is not None:
@@ -70,32 +70,39 @@ class VeoVideos:
         }
         url = self._root + "models/" + quote(model, safe="-._~") + ":predictLongRunning"
         async with calling(self.config.name):
-            response = await self._client.post(url, json=body, headers=self._headers, timeout=self._timeout)
-        operation = json_of(self.config.name, response)
+            response = await self._client.post(
+                url, json=body, headers=self._auth.headers(credential), timeout=self._timeout
+            )
+        operation = json_of(self.config, response, credential)
         name = operation.get("name")
         if not isinstance(name, str) or not name:
             raise UpstreamFailure(self.config.name, "the provider's operation has no name")
         return name, _state(operation)
 
-    async def poll(self, upstream_id: str) -> UpstreamState:
+    async def poll(self, upstream_id: str, credential: str | None = None) -> UpstreamState:
         async with calling(self.config.name):
             response = await self._client.get(
-                self._root + upstream_id, headers=self._headers, timeout=self._timeout
+                self._root + upstream_id, headers=self._auth.headers(credential), timeout=self._timeout
             )
-        return _state(json_of(self.config.name, response))
+        return _state(json_of(self.config, response, credential))
 
-    async def download(self, upstream_id: str, state: UpstreamState, dest: Path) -> str:
+    async def download(
+        self, upstream_id: str, state: UpstreamState, dest: Path, credential: str | None = None
+    ) -> str:
         if not state.content_url:
             raise UpstreamFailure(self.config.name, "the finished operation names no video")
         request = self._client.build_request(
-            "GET", state.content_url, headers=self._headers, timeout=self._timeout
+            "GET", state.content_url, headers=self._auth.headers(credential), timeout=self._timeout
         )
-        return await stream_to_file(self._client, self.config.name, request, dest)
+        return await stream_to_file(self._client, self.config, request, dest, credential)
 
-    async def cancel(self, upstream_id: str) -> None:
+    async def cancel(self, upstream_id: str, credential: str | None = None) -> None:
         async with calling(self.config.name):
             await self._client.post(
-                self._root + upstream_id + ":cancel", json={}, headers=self._headers, timeout=self._timeout
+                self._root + upstream_id + ":cancel",
+                json={},
+                headers=self._auth.headers(credential),
+                timeout=self._timeout,
             )
 
 

@@ -71,11 +71,21 @@ _DAY_S = 86400.0
 
 
 class LimitError(GatewayError):
-    """A refusal by a limit; carries the ``x-ratelimit-*`` headers along with ``Retry-After``."""
+    """A refusal by a limit; carries the ``x-ratelimit-*`` headers along with ``Retry-After``
+    (and Anthropic's ``anthropic-ratelimit-*`` too once :func:`for_anthropic` is applied)."""
 
-    def __init__(self, reason: str, message: str, *, headers: dict[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        headers: dict[str, str],
+        rates: RateSnapshot | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(reason, message, **kwargs)
         self.extra_headers = headers
+        self.rates = rates
 
     def headers(self, generation_id: str | None = None) -> dict[str, str]:
         headers = super().headers(generation_id)
@@ -93,7 +103,8 @@ class LimitTicket:
     on_redis: bool
     spends: tuple[Check, ...]
     tokens_per_minute: int | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # OpenAI's x-ratelimit-*
+    rates: RateSnapshot | None = None  # what the headers say, for other surfaces' header names
     done: bool = field(default=False)
 
     def settle(self, tokens: int, cost_nano: int) -> None:
@@ -187,6 +198,7 @@ class Limiter:
         outcome, on_redis = await self._admit(checks, ticket_id, now)
         if outcome.failed is not None:
             raise self._refusal(principal, outcome, checks, hold_nano, now)
+        rates = RateSnapshot.of(checks, outcome.values, now)
         return LimitTicket(
             self,
             ticket_id,
@@ -194,7 +206,8 @@ class Limiter:
             on_redis,
             tuple(check for check in checks if check.kind == SPEND and check.amount > 0),
             limits.tokens_per_minute,
-            rate_headers(checks, outcome.values, now),
+            rates.openai(),
+            rates,
         )
 
     async def admit_generation(
@@ -345,9 +358,10 @@ class Limiter:
         check = outcome.failed
         assert check is not None
         first, second = outcome.values[checks.index(check)]
-        headers = rate_headers(checks, outcome.values, now)
+        rates = RateSnapshot.of(checks, outcome.values, now)
+        headers = rates.openai()
         if check.kind == SPEND:
-            return _spend_refusal(check, first, second, hold, now, headers)
+            return _spend_refusal(check, first, second, hold, now, headers, rates)
         if check.kind == WINDOW:
             wait = seconds_until_below(first, second, now, check.window_s, check.limit)
         else:
@@ -383,6 +397,7 @@ class Limiter:
             code=code if check.name != FREE_DAILY else "free_tier_daily_limit",
             retry_after=retry,
             headers=headers,
+            rates=rates,
         )
 
     # --- GET /v1/key --------------------------------------------------------------------------
@@ -465,7 +480,13 @@ def _check_models(limits: KeyLimits, model_id: str, fallbacks: object) -> None:
 
 
 def _spend_refusal(
-    check: Check, spent: int, held: int, hold: int, now: float, headers: dict[str, str]
+    check: Check,
+    spent: int,
+    held: int,
+    hold: int,
+    now: float,
+    headers: dict[str, str],
+    rates: RateSnapshot,
 ) -> GatewayError:
     period = check.name.removeprefix("spend_")
     left = max(0, check.limit - spent - held)
@@ -482,6 +503,7 @@ def _spend_refusal(
             message + " Raise the key's total limit to continue.",
             code="spend_limit_exceeded",
             headers=headers,
+            rates=rates,
         )
     wait = check.reset_at - now
     message += f" The {period} limit resets at {_iso(check.reset_at)} (in {duration(wait)})."
@@ -491,41 +513,96 @@ def _spend_refusal(
         code="spend_limit_exceeded",
         retry_after=retry_after_s(wait),
         headers=headers,
+        rates=rates,
     )
+
+
+# (limit, remaining, seconds until the window is empty / the count resets)
+RateEntry = tuple[int, int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RateSnapshot:
+    """The key's request and token limits as one admission saw them, at ``now``.
+
+    ``requests`` is the tightest request limit that applies (key, free tier per minute or per
+    day); either is None when no such limit applies. Rendered as OpenAI's ``x-ratelimit-*``
+    (:meth:`openai`) and as Anthropic's ``anthropic-ratelimit-*`` (:meth:`anthropic`).
+    """
+
+    requests: RateEntry | None
+    tokens: RateEntry | None
+    now: float
+
+    @classmethod
+    def of(cls, checks: Sequence[Check], values: Sequence[tuple[int, int]], now: float) -> RateSnapshot:
+        """The snapshot of ``checks`` given their counter ``values``."""
+        requests: RateEntry | None = None
+        tokens: RateEntry | None = None
+        for check, (first, second) in zip(checks, values, strict=True):
+            if check.kind == SPEND:
+                continue
+            if check.kind == COUNT:
+                remaining = check.limit - first
+                reset = (check.reset_at or now) - now
+            else:
+                remaining = math.floor(check.limit - estimate(first, second, check.weight))
+                reset = seconds_until_empty(first, second, now, check.window_s)
+            entry = (check.limit, max(0, remaining), reset)
+            if check.name == TOKENS:
+                tokens = entry
+            elif check.name in REQUEST_CHECKS and (requests is None or entry[1] < requests[1]):
+                requests = entry
+        return cls(requests, tokens, now)
+
+    def openai(self) -> dict[str, str]:
+        """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (reset as ``12.5s``)."""
+        headers: dict[str, str] = {}
+        for kind, entry in (("tokens", self.tokens), ("requests", self.requests)):
+            if entry is not None:
+                headers[f"x-ratelimit-limit-{kind}"] = str(entry[0])
+                headers[f"x-ratelimit-remaining-{kind}"] = str(entry[1])
+                headers[f"x-ratelimit-reset-{kind}"] = duration(entry[2])
+        return headers
+
+    def anthropic(self) -> dict[str, str]:
+        """``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset in RFC 3339)."""
+        headers: dict[str, str] = {}
+        for kind, entry in (("requests", self.requests), ("tokens", self.tokens)):
+            if entry is not None:
+                headers[f"anthropic-ratelimit-{kind}-limit"] = str(entry[0])
+                headers[f"anthropic-ratelimit-{kind}-remaining"] = str(entry[1])
+                headers[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(self.now + entry[2])
+        return headers
 
 
 def rate_headers(checks: Sequence[Check], values: Sequence[tuple[int, int]], now: float) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the checks that
     apply; the request trio describes the tightest request limit (key, free tier per minute or day)."""
-    headers: dict[str, str] = {}
-    best: tuple[int, int, float] | None = None
-    for check, (first, second) in zip(checks, values, strict=True):
-        if check.kind == SPEND:
-            continue
-        if check.kind == COUNT:
-            remaining = check.limit - first
-            reset = (check.reset_at or now) - now
-        else:
-            remaining = math.floor(check.limit - estimate(first, second, check.weight))
-            reset = seconds_until_empty(first, second, now, check.window_s)
-        entry = (check.limit, max(0, remaining), reset)
-        if check.name == TOKENS:
-            headers["x-ratelimit-limit-tokens"] = str(entry[0])
-            headers["x-ratelimit-remaining-tokens"] = str(entry[1])
-            headers["x-ratelimit-reset-tokens"] = duration(entry[2])
-        elif check.name in REQUEST_CHECKS and (best is None or entry[1] < best[1]):
-            best = entry
-    if best is not None:
-        headers["x-ratelimit-limit-requests"] = str(best[0])
-        headers["x-ratelimit-remaining-requests"] = str(best[1])
-        headers["x-ratelimit-reset-requests"] = duration(best[2])
-    return headers
+    return RateSnapshot.of(checks, values, now).openai()
 
 
-def limit_headers(generation: Generation) -> dict[str, str]:
-    """The ``x-ratelimit-*`` headers for a successful reply (empty for a key without limits)."""
+def limit_headers(generation: Generation, *, anthropic: bool = False) -> dict[str, str]:
+    """The rate-limit headers for a successful reply (empty for a key without limits): OpenAI's
+    ``x-ratelimit-*``, plus Anthropic's ``anthropic-ratelimit-*`` when ``anthropic``."""
     ticket = generation.limit_ticket
-    return ticket.headers if ticket is not None else {}
+    if ticket is None:
+        return {}
+    if not anthropic or ticket.rates is None:
+        return ticket.headers
+    return {**ticket.headers, **ticket.rates.anthropic()}
+
+
+def for_anthropic(error: GatewayError) -> GatewayError:
+    """``error`` as the Messages surface sends it: a limit's refusal also carries Anthropic's
+    ``anthropic-ratelimit-*`` headers (next to the ``x-ratelimit-*`` ones)."""
+    if isinstance(error, LimitError) and error.rates is not None:
+        error.extra_headers = {**error.extra_headers, **error.rates.anthropic()}
+    return error
+
+
+def _rfc3339(moment: float) -> str:
+    return datetime.fromtimestamp(math.ceil(moment), UTC).isoformat().replace("+00:00", "Z")
 
 
 def _iso(moment: float | None) -> str | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..settings import ProviderConfig
-from .base import UpstreamReply, UpstreamStatusError
-from .credentials import redacted, without_header
+from .base import UpstreamReply
+from .credentials import AuthHeaders, post_redacted
 from .http import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -19,28 +19,14 @@ class AnthropicProvider:
         self.config = config
         self._client = client
         self._url = config.base_url.rstrip("/") + "/v1/messages"
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-            **config.headers,
-        }
-        if config.api_key:
-            headers["x-api-key"] = config.api_key
-        self._headers = headers
-        self._stream_headers = {**headers, "accept": "text/event-stream"}
-        self._byok_headers = without_header(self._headers, "x-api-key")
-        self._byok_stream_headers = without_header(self._stream_headers, "x-api-key")
+        base = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION, **config.headers}
+        self._auth = AuthHeaders(config, base, "x-api-key")
 
     async def send(
         self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
     ) -> UpstreamReply:
         """POST a Messages body (``stream`` is inside the body; the accept header follows it)."""
-        if credential is None:
-            headers = self._stream_headers if stream else self._headers
-        else:
-            base = self._byok_stream_headers if stream else self._byok_headers
-            headers = {**base, "x-api-key": credential}
-        try:
-            return await self._client.post_for(self.config, self._url, body, headers, stream=stream)
-        except UpstreamStatusError as failure:
-            raise redacted(failure, credential, self.config.api_key) from None
+        headers = self._auth.headers(credential, stream=stream)
+        return await post_redacted(
+            self._client, self.config, self._url, body, headers, stream=stream, credential=credential
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..settings import ProviderConfig
-from .base import UpstreamReply, UpstreamStatusError
-from .credentials import redacted, without_header
+from .base import UpstreamReply
+from .credentials import AuthHeaders, post_redacted
 from .http import UpstreamClient
 
 
@@ -19,13 +19,9 @@ class GoogleProvider:
         self.config = config
         self._client = client
         self._models_url = config.base_url.rstrip("/") + "/v1beta/models/"
-        headers = {"content-type": "application/json", **config.headers}
-        if config.api_key:
-            headers["x-goog-api-key"] = config.api_key
-        self._headers = headers
-        self._stream_headers = {**headers, "accept": "text/event-stream"}
-        self._byok_headers = without_header(self._headers, "x-goog-api-key")
-        self._byok_stream_headers = without_header(self._stream_headers, "x-goog-api-key")
+        self._auth = AuthHeaders(
+            config, {"content-type": "application/json", **config.headers}, "x-goog-api-key"
+        )
 
     def url(self, model: str, stream: bool, fmt: str = "gemini") -> str:
         """The endpoint for ``fmt``: ``gemini`` (generate content) or ``embeddings``."""
@@ -39,13 +35,8 @@ class GoogleProvider:
         self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
     ) -> UpstreamReply:
         """POST a ``generateContent`` (or, for ``embeddings``, ``batchEmbedContents``) body for ``model``."""
-        if credential is None:
-            headers = self._stream_headers if stream else self._headers
-        else:
-            base = self._byok_stream_headers if stream else self._byok_headers
-            headers = {**base, "x-goog-api-key": credential}
+        headers = self._auth.headers(credential, stream=stream)
         url = self.url(model, stream, fmt)
-        try:
-            return await self._client.post_for(self.config, url, body, headers, stream=stream)
-        except UpstreamStatusError as failure:
-            raise redacted(failure, credential, self.config.api_key) from None
+        return await post_redacted(
+            self._client, self.config, url, body, headers, stream=stream, credential=credential
+        )

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..settings import PROVIDER_FORMATS, ProviderConfig
-from .base import UpstreamReply, UpstreamStatusError
-from .credentials import redacted, without_header
+from .base import UpstreamReply
+from .credentials import AuthHeaders, post_redacted
 from .http import UpstreamClient
 
 
@@ -47,24 +47,14 @@ class OpenAILikeProvider:
         self._urls = {fmt: base + path for fmt, path in flavor.paths if fmt in flavor.native_formats}
         self._urls.update((name, base + path) for name, path in flavor.endpoints)
         self._client = client
-        headers = {"content-type": "application/json", **config.headers}
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        self._headers = headers
-        self._stream_headers = {**headers, "accept": "text/event-stream"}
-        self._byok_headers = without_header(self._headers, "authorization")
-        self._byok_stream_headers = without_header(self._stream_headers, "authorization")
+        base_headers = {"content-type": "application/json", **config.headers}
+        self._auth = AuthHeaders(config, base_headers, "authorization", "Bearer ")
 
     async def send(
         self, fmt: str, body: bytes, *, stream: bool, model: str, credential: str | None = None
     ) -> UpstreamReply:
         """POST ``body`` to this provider's endpoint for ``fmt`` (``chat`` or ``responses``)."""
-        if credential is None:
-            headers = self._stream_headers if stream else self._headers
-        else:
-            base = self._byok_stream_headers if stream else self._byok_headers
-            headers = {**base, "authorization": f"Bearer {credential}"}
-        try:
-            return await self._client.post_for(self.config, self._urls[fmt], body, headers, stream=stream)
-        except UpstreamStatusError as failure:
-            raise redacted(failure, credential, self.config.api_key) from None
+        headers = self._auth.headers(credential, stream=stream)
+        return await post_redacted(
+            self._client, self.config, self._urls[fmt], body, headers, stream=stream, credential=credential
+        )
