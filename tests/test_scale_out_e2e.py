@@ -103,11 +103,7 @@ def test_serve_with_two_workers_answers_from_both(tmp_path: Path, fake_server: F
         while len(workers) < 2 and time.monotonic() < deadline:
             # Fresh connections, so the kernel spreads them over both workers' accept queues.
             with httpx.Client() as http:
-                metrics = http.get(f"http://127.0.0.1:{port}/metrics").text
-                pid_line = next(
-                    line for line in metrics.splitlines() if line.startswith("aistats_worker_info")
-                )
-            workers.add(pid_line)
+                workers.add(http.get(f"http://127.0.0.1:{port}/metrics").headers["x-aistats-worker"])
         assert len(workers) == 2, "both worker processes answered"
         answer = client.responses.create(model="google/gemma-3-27b:free", input="Reply with: two workers")
         assert answer.output_text == "two workers"

@@ -86,6 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    # The workers read it back: with several, /metrics merges them (metrics_workers.py).
+    os.environ["AISTATS_WORKERS"] = str(workers)
     print(f"AI Stats Gateway listening on http://{host}:{port} ({workers} worker(s))", flush=True)
     uvicorn.run(
         "aistats_gateway.app:create_app",

@@ -4,7 +4,8 @@ Where a value comes from, highest first:
 
 1. an explicit environment variable (``AISTATS_DATABASE_URL``, ``AISTATS_REDIS_URL``,
    ``AISTATS_DATA_DIR``, ``AISTATS_KEY_PEPPER``, ``AISTATS_ADMIN_TOKEN``, ``AISTATS_HOST``,
-   ``AISTATS_PORT``, ``AISTATS_WORKERS``, ``AISTATS_LOG_LEVEL``, ``AISTATS_BYOK_MASTER_KEYS``
+   ``AISTATS_PORT``, ``AISTATS_WORKERS``, ``AISTATS_LOG_LEVEL``, ``AISTATS_OTEL_ENDPOINT``,
+   ``AISTATS_BYOK_MASTER_KEYS``
    (environment only)); a variable set to the empty
    string counts as unset;
 2. the config file (``database_url``, ``redis_url``, ``data_dir``, ``key_pepper``, ``admin_token``,
@@ -65,6 +66,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "videos",
         "byok",
         "limits",
+        "telemetry",
     }
 )
 _LIMITS_KEYS = frozenset({"free"})
@@ -85,6 +87,9 @@ _BREAKER_KEYS = frozenset(
     {"failure_threshold", "window_s", "error_rate_threshold", "min_requests", "open_s", "half_open_probes"}
 )
 _BYOK_KEYS = frozenset({"fee_percent"})
+_TELEMETRY_KEYS = frozenset(
+    {"otlp_endpoint", "otlp_headers", "service_name", "sample_ratio", "export_delay_s", "metrics_snapshot_s"}
+)
 _SERVER_KEYS = frozenset({"host", "port", "workers"})
 _PROVIDER_KEYS = frozenset({"type", "base_url", "api_key", "api_key_env", "timeouts", "headers", "formats"})
 # The wire formats a provider type can speak; ``formats:`` in the config may narrow them.
@@ -237,6 +242,26 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Traces and the cross-worker metrics (``telemetry:`` in the config; docs/deployment.md).
+
+    Traces are off unless ``otlp_endpoint`` (or ``AISTATS_OTEL_ENDPOINT``) names an OTLP/HTTP
+    traces URL; they need the ``otel`` extra (``pip install 'aistats-gateway[otel]'``).
+    """
+
+    otlp_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
+    otlp_headers: dict[str, str] = field(default_factory=dict)  # sent with every export
+    service_name: str = "aistats-gateway"
+    sample_ratio: float = 1.0  # of traces the gateway starts; a client's sampled flag is obeyed
+    export_delay_s: float = 2.0  # finished spans are exported in batches this often
+    metrics_snapshot_s: float = 1.0  # with --workers N: how often each worker shares its numbers
+
+    @property
+    def tracing(self) -> bool:
+        return self.otlp_endpoint is not None
+
+
+@dataclass(frozen=True)
 class ByokSettings:
     """Workspaces' own provider keys (docs/byok.md): master keys from ``AISTATS_BYOK_MASTER_KEYS``
     (active first; none: BYOK is off) and the fee (``byok: {fee_percent}``, default 0)."""
@@ -266,6 +291,7 @@ class Settings:
     videos: VideoSettings = field(default_factory=lambda: VideoSettings())
     byok: ByokSettings = field(default_factory=lambda: ByokSettings())
     limits: LimitsSettings = field(default_factory=lambda: LimitsSettings())
+    telemetry: TelemetrySettings = field(default_factory=lambda: TelemetrySettings())
 
 
 def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -321,6 +347,7 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
     videos = _videos(doc.get("videos"), path)
     byok = _byok(doc.get("byok"), env)
     limits = _limits(doc.get("limits"))
+    telemetry = _telemetry(doc.get("telemetry"), env)
     return Settings(
         config_path=path,
         data_dir=data_dir,
@@ -339,6 +366,43 @@ def load_settings(config_path: str | Path | None = None, env: Mapping[str, str] 
         videos=videos,
         byok=byok,
         limits=limits,
+        telemetry=telemetry,
+    )
+
+
+def _telemetry(section: object, env: Mapping[str, str]) -> TelemetrySettings:
+    body = _mapping(section, "telemetry", allowed=_TELEMETRY_KEYS)
+    defaults = TelemetrySettings()
+    where = _where(env, "AISTATS_OTEL_ENDPOINT", "telemetry.otlp_endpoint")
+    endpoint = _env_or(env, "AISTATS_OTEL_ENDPOINT", body.get("otlp_endpoint"), None)
+    if endpoint == "":
+        endpoint = None
+    if endpoint is not None and (
+        not isinstance(endpoint, str)
+        or urlsplit(endpoint).scheme not in ("http", "https")
+        or not urlsplit(endpoint).netloc
+    ):
+        raise ConfigError(where, "must be an http(s) URL of an OTLP/HTTP traces endpoint")
+    headers = _mapping(body.get("otlp_headers"), "telemetry.otlp_headers")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ConfigError("telemetry.otlp_headers", "must map header names to strings")
+    service_name = body.get("service_name", defaults.service_name)
+    if not isinstance(service_name, str) or not service_name.strip():
+        raise ConfigError("telemetry.service_name", "must be a non-empty string")
+    ratio = body.get("sample_ratio", defaults.sample_ratio)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise ConfigError("telemetry.sample_ratio", f"must be a number in [0, 1], not {ratio!r}")
+    return TelemetrySettings(
+        otlp_endpoint=endpoint if isinstance(endpoint, str) else None,
+        otlp_headers=dict(headers),
+        service_name=service_name.strip(),
+        sample_ratio=float(ratio),
+        export_delay_s=_positive_number(
+            body.get("export_delay_s", defaults.export_delay_s), "telemetry.export_delay_s"
+        ),
+        metrics_snapshot_s=_positive_number(
+            body.get("metrics_snapshot_s", defaults.metrics_snapshot_s), "telemetry.metrics_snapshot_s"
+        ),
     )
 
 

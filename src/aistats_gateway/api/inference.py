@@ -19,6 +19,7 @@ from ..formats.base import ResponseContext, Target
 from ..formats.sse import SSEDecoder
 from ..ids import new_generation_id
 from ..money import nanos_to_usd
+from ..pipeline.attempts import success_headers
 from ..pipeline.exchanges import Exchange, StreamTranslator, choose_exchange
 from ..pipeline.generation import (
     Generation,
@@ -27,11 +28,13 @@ from ..pipeline.generation import (
     estimate_usage,
 )
 from ..pipeline.health_report import report_failure, retry_after_s
+from ..pipeline.limits import for_anthropic, limit_headers
 from ..pipeline.request import InferenceRequest, parse_inference_request
 from ..pipeline.routing import Plan
 from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamReply, UpstreamStatusError, UpstreamTimeout
 from ..state import AppState
+from ..telemetry import attempt_started, bind_generation
 from .asgi import Receive, Reply, Scope, Send, header_values, read_body
 
 log = logging.getLogger(__name__)
@@ -72,19 +75,9 @@ class InferenceEndpoint:
 
     def _headers(self, generation: Generation) -> dict[str, str]:
         """Headers of a successful reply, including the gateway's own time so far."""
-        overhead_s = generation.overhead_s()
-        self._state.metrics.gateway_overhead(self._surface, overhead_s)
-        overhead_ms = f"{overhead_s * 1000:.3f}"
-        headers = {
-            "x-generation-id": generation.id,
-            "x-aistats-attempts": str(len(generation.attempts)),
-            "x-aistats-overhead-ms": overhead_ms,
-            "server-timing": f"gateway;dur={overhead_ms}, upstream;dur={generation.upstream_s * 1000:.3f}",
-        }
-        if generation.provider:
-            headers["x-aistats-provider"] = generation.provider
-        if generation.limit_ticket is not None:  # x-ratelimit-* of a key with limits
-            headers.update(generation.limit_ticket.headers)
+        headers = success_headers(self._state.metrics, self._surface, generation)
+        if generation.limit_ticket is not None:  # x-ratelimit-* (+ anthropic-ratelimit-*) of a limited key
+            headers.update(limit_headers(generation, anthropic=self._anthropic_errors))
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,6 +87,7 @@ class InferenceEndpoint:
         generation = Generation(
             new_generation_id(), self._surface, None, state.wallets, state.writer, metrics
         )
+        bind_generation(generation)  # traces (off by default)
         metrics.in_flight += 1
         try:
             try:
@@ -137,6 +131,8 @@ class InferenceEndpoint:
             return await self._attempts(generation, plan, parsed, ctx, raw, byok)
         except GatewayError as error:
             generation.close("failed", error=f"{error.reason}: {error.message}")
+            if self._anthropic_errors:
+                error = for_anthropic(error)  # a limit's 429 also names Anthropic's headers
             return Reply.error(error, generation.id, anthropic=self._anthropic_errors)
 
     async def _attempts(
@@ -178,6 +174,7 @@ class InferenceEndpoint:
             credential = byok.get(name) if byok else None  # the workspace's own key, billed the BYOK fee
             fee = self._state.credentials.fee if credential is not None else None
             generation.upstream_begin(name, route.model, route.price, candidate.model.id, fee)
+            attempt_started(generation)  # traces (off by default)
             # Billing and the answer's `model` follow the model that serves (a `models` fallback).
             attempt_ctx = dataclasses.replace(ctx, model=candidate.model.id)
             try:

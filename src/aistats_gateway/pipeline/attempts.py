@@ -5,19 +5,24 @@ because streams fail over differently.
 Same rules as the chat loop (DESIGN.md: attempt loop): candidates in plan order, a candidate whose
 circuit is open is skipped, connect errors / timeouts / 429 / 5xx / unreadable answers move on to
 the next candidate, a caller's 4xx ends the loop with the provider's message, at most
-``routing.max_attempts`` providers are tried and none after ``routing.deadline_s``.
+``routing.max_attempts`` providers are tried and none after ``routing.deadline_s``. A candidate
+whose provider the workspace has its own key for (BYOK) is called with that key and billed the
+BYOK fee; ``api/whole_reply.py`` runs the whole request around this loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..api.errors import GatewayError
+from ..byok.cache import NO_CREDENTIALS
+from ..byok.fee import NO_FEE, ByokFee
 from ..metrics import Metrics
 from ..providers.base import UpstreamFailure, UpstreamStatusError
+from ..telemetry import attempt_started
 from .generation import Generation
 from .health import HealthTracker
 from .health_report import report_failure, retry_after_s
@@ -48,6 +53,26 @@ class Unsuitable(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One attempt's target: a candidate, and the workspace's own key for its provider (BYOK)."""
+
+    candidate: Candidate
+    credential: str | None = None  # None: the gateway's configured key
+
+    async def post(self, fmt: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` to the candidate's ``fmt`` endpoint; the status and the whole reply body."""
+        candidate = self.candidate
+        reply = await candidate.provider.send(
+            fmt, body, stream=False, model=candidate.route.model, credential=self.credential
+        )
+        try:
+            data = await reply.read()
+        finally:
+            reply.release()
+        return reply.status, data
+
+
 @dataclass(slots=True)
 class Answer(Generic[T]):
     """What a successful call produced, and the provider's HTTP status."""
@@ -64,7 +89,9 @@ async def attempt_candidates(
     max_attempts: int,
     deadline_s: float,
     prepare: Callable[[Candidate], P],
-    call: Callable[[Candidate, P], Awaitable[Answer[T]]],
+    call: Callable[[Upstream, P], Awaitable[Answer[T]]],
+    credentials: Mapping[str, str] = NO_CREDENTIALS,
+    byok_fee: ByokFee = NO_FEE,
 ) -> T:
     """Try ``plan``'s candidates until one answers; return what ``call`` read from it.
 
@@ -72,7 +99,8 @@ async def attempt_candidates(
     request a provider cannot take never uses up a half-open probe) and may raise
     :class:`Unsuitable`. ``call`` sends it and reads the reply; it raises
     :class:`UpstreamFailure`, or ``GatewayError("provider_error")`` for an answer it cannot read
-    (which fails this attempt over like a provider failure).
+    (which fails this attempt over like a provider failure). ``credentials``: the workspace's
+    own keys by provider name; an attempt using one is billed ``byok_fee`` of the list price.
     """
     candidates = plan.candidates if plan.allow_fallbacks else plan.candidates[:1]
     deadline = generation.started + deadline_s
@@ -93,10 +121,13 @@ async def attempt_candidates(
             generation.skip(name, model, "circuit_open")
             continue
         tried += 1
-        generation.upstream_begin(name, model, candidate.route.price, candidate.model.id)
+        credential = credentials.get(name) if credentials else None
+        fee = byok_fee if credential is not None else None
+        generation.upstream_begin(name, model, candidate.route.price, candidate.model.id, fee)
+        attempt_started(generation)  # traces (off by default)
         try:
             try:
-                answer = await call(candidate, prepared)
+                answer = await call(Upstream(candidate, credential), prepared)
             except GatewayError as error:
                 if error.reason != "provider_error":
                     raise
