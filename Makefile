@@ -43,7 +43,7 @@ fake-providers: $(STAMP_TEST)
 # wrk and LiteLLM (bench/.peers/) when missing; writes docs/performance.md and bench/baseline.json.
 bench: $(STAMP_TEST)
 	bash bench/setup.sh
-	$(BIN)/python bench/run.py --save-baseline --command "make bench"
+	$(BIN)/python bench/run.py --save-baseline --command "make bench" $(BENCH_ARGS)
 
 # Regression check (< 2 min): the gateway's CPU per request against bench/baseline.json.
 bench-quick: $(STAMP_TEST)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from results import OK, Cell, ProbeResult, SoakSample, TargetInfo, one_line
 from scenarios import Scenario
 
-TARGET_ORDER = ("direct", "nginx", "litellm", "gateway")
+TARGET_ORDER = ("direct", "nginx", "litellm", "gateway", "base")
 
 HOW_TO_READ = """\
 **How to read.** Every target is pinned to core 0 (`taskset -c 0`); the nginx mock, wrk and the
@@ -317,6 +317,10 @@ def markdown(
             "",
         ]
     if soak_md:
-        parts += ["## Soak", "", soak_md, ""]
+        parts += ["## Soak", ""]
+        if meta.get("soak_from"):
+            origin = meta["soak_from"]
+            parts += [f"Chat at 64 connections against the gateway alone, in a run of its own: {origin}.", ""]
+        parts += [soak_md, ""]
     parts += [HOW_TO_READ, ""]
     return "\n".join(parts)

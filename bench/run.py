@@ -341,6 +341,17 @@ def machine_and_versions(litellm_available: bool) -> dict[str, str]:
     }
 
 
+# Sections measured by hand go below this line in docs/performance.md; a run keeps them.
+HAND_MARKER = "<!-- measured by hand: everything below is kept by make bench -->"
+
+
+def kept_by_hand(path: Path) -> str:
+    """The hand-written tail of ``path`` (from :data:`HAND_MARKER` on), or ""."""
+    text = path.read_text() if path.exists() else ""
+    index = text.find(HAND_MARKER)
+    return "\n" + text[index:] if index >= 0 else ""
+
+
 # --- baseline -------------------------------------------------------------------------------------
 
 
@@ -403,15 +414,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-baseline", action="store_true", help="write bench/baseline.json")
     parser.add_argument("--threshold", type=float, default=REGRESSION_THRESHOLD)
     parser.add_argument("--soak", type=float, default=0, help="then load the gateway this many seconds, RSS")
+    parser.add_argument(
+        "--soak-from",
+        type=Path,
+        help="report an earlier run's soak (its results.json) with this one, e.g. in docs/performance.md",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--keep-data", action="store_true", help="keep the gateway's database of the run")
     parser.add_argument("--command", default="", help="how this run was invoked, for the report")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="also time target 'base': the gateway run from this src dir (e.g. a git worktree of an "
+        "older commit, /tmp/base/src), interleaved with 'gateway' in the same session",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.targets = "direct,gateway"
         args.streams = 0
+    if args.base is not None:
+        if not (args.base / "aistats_gateway").is_dir():
+            parser.error(f"--base {args.base}: no aistats_gateway package there (give a checkout's src)")
+        args.targets += ",base"
     # docs/performance.md is the full matrix with every target; a partial run does not replace it.
-    if args.quick or args.only or set(args.targets.split(",")) != set(ALL_TARGETS):
+    if args.quick or args.only or args.base or set(args.targets.split(",")) != set(ALL_TARGETS):
         args.no_docs = True
     args.duration = args.duration or (6.0 if args.quick else 10.0)
     args.warmup = 1.0 if args.warmup is None else args.warmup
@@ -419,7 +445,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def start_targets(
-    procs: ProcessSet, names: Sequence[str], run_dir: Path, mock_port: int, mock: Proc
+    procs: ProcessSet,
+    names: Sequence[str],
+    run_dir: Path,
+    mock_port: int,
+    mock: Proc,
+    base: Path | None = None,
 ) -> list[tg.Target]:
     gateway_bin = Path(sys.executable).parent / "aistats-gateway"
     started: list[tg.Target] = []
@@ -436,6 +467,10 @@ def start_targets(
             started.append(target)
         elif name == "gateway":
             started.append(tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin))
+        elif name == "base" and base is not None:
+            port = free_port()
+            target = tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, name="base", source=base)
+            started.append(target)
         else:
             raise SystemExit(f"unknown target {name!r}")
     return started
@@ -467,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             mock_port = free_port()
             mock = tg.start_mock(procs, run_dir, mock_port)
-            targets = start_targets(procs, names, run_dir, mock_port, mock)
+            targets = start_targets(procs, names, run_dir, mock_port, mock, args.base)
         except StartError as exc:
             log(f"bench: {exc}")
             return 2
@@ -503,11 +538,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             infos.append(info)
 
     if not args.keep_data:  # hundreds of MB of usage records after a long run
-        for path in (run_dir / "gateway" / "data").glob("gateway.db*"):
-            path.unlink()
+        for name in ("gateway", "base"):
+            for path in (run_dir / name / "data").glob("gateway.db*"):
+                path.unlink()
     tables = [report.scenario_table(s, [c for (k, _), c in cells.items() if k == s.key]) for s in matrix]
     goals = report.goals(cells, probes, infos)
     probe_md = report.probe_table(probes, args.streams) if probes else None
+    if not soak and args.soak_from is not None:
+        earlier = json.loads(args.soak_from.read_text())
+        soak = [SoakSample(**sample) for sample in earlier["soak"]]
+        when, version = earlier["meta"]["date"], earlier["meta"]["gateway"]
+        meta["soak_from"] = f"{when}, gateway {version} ({args.soak_from.parent.name})"
     if soak:
         goals.append(report.soak_goal(soak))
     meta.update(
@@ -551,6 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.soak_table(soak) if soak else None,
         )
         PERFORMANCE_MD.parent.mkdir(exist_ok=True)
+        document += kept_by_hand(PERFORMANCE_MD)
         PERFORMANCE_MD.write_text(document)
         (run_dir / "performance.md").write_text(document)
         log(f"wrote {PERFORMANCE_MD.relative_to(ROOT)}")

@@ -130,17 +130,32 @@ def _gateway_cli(gateway_bin: Path, conf: Path, env: dict[str, str], *args: str)
     return done.stdout
 
 
-def start_gateway(procs: ProcessSet, run_dir: Path, port: int, mock_port: int, gateway_bin: Path) -> Target:
-    """A fresh gateway (new SQLite data dir), a key and credits for ``default``, one worker."""
-    directory = run_dir / "gateway"
+def start_gateway(
+    procs: ProcessSet,
+    run_dir: Path,
+    port: int,
+    mock_port: int,
+    gateway_bin: Path,
+    *,
+    name: str = "gateway",
+    source: Path | None = None,
+) -> Target:
+    """A fresh gateway (new SQLite data dir), a key and credits for ``default``, one worker.
+
+    ``source`` runs the package from another checkout's ``src`` (``PYTHONPATH`` comes before the
+    venv's editable install): the ``base`` target, an older commit measured in the same session.
+    """
+    directory = run_dir / name
     shutil.rmtree(directory / "data", ignore_errors=True)
     conf = configs.write_gateway_conf(directory, mock_port)
     env = {**os.environ, "AISTATS_DATA_DIR": str(directory / "data")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     created = orjson.loads(
         _gateway_cli(gateway_bin, conf, env, "keys", "create", "--json", "--name", "bench")
     )
     _gateway_cli(gateway_bin, conf, env, "credits", "grant", "--workspace", "default", "--usd", "1000000")
     argv = [str(gateway_bin), "serve", "--config", str(conf), "--port", str(port), "--workers", "1"]
-    proc = procs.start("gateway", argv, core=TARGET_CORE, log=directory / "gateway.log", env=env)
+    proc = procs.start(name, argv, core=TARGET_CORE, log=directory / "gateway.log", env=env)
     wait_http(proc, f"http://127.0.0.1:{port}/v1/health", timeout=60)
-    return Target("gateway", port, proc, routes_by_model=True, key=str(created["key"]), billed=True)
+    return Target(name, port, proc, routes_by_model=True, key=str(created["key"]), billed=True)

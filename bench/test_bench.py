@@ -15,6 +15,7 @@ import configs
 from procs import cpu_seconds, process_tree, rss_bytes, wait_quiet
 from report import goals
 from results import FAILED, OK, Cell, median_cell, one_line
+from run import HAND_MARKER, kept_by_hand, parse_args
 from scenarios import PROBE_SCENARIO, Scenario, full_matrix, load_expected
 from stream_probe import _HttpReader
 from validate import Invalid, check_answer, parse_sse
@@ -216,3 +217,22 @@ def test_wait_quiet_waits_for_the_busy_spell_to_end() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_run_keeps_the_hand_measured_sections_of_the_performance_doc(tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    assert kept_by_hand(doc) == ""  # no doc yet
+    doc.write_text("# Performance\n\nold generated tables\n")
+    assert kept_by_hand(doc) == ""  # nothing measured by hand
+    doc.write_text(f"# Performance\n\nold tables\n\n{HAND_MARKER}\n\n## Traces\n\n| a | b |\n")
+    assert kept_by_hand(doc) == f"\n{HAND_MARKER}\n\n## Traces\n\n| a | b |\n"
+
+
+def test_base_adds_an_interleaved_target_and_never_writes_the_doc(tmp_path: Path) -> None:
+    src = Path(__file__).resolve().parent.parent / "src"
+    args = parse_args(["--base", str(src), "--targets", "direct,gateway"])
+    assert args.targets.split(",") == ["direct", "gateway", "base"]
+    assert args.no_docs
+    assert not parse_args([]).no_docs
+    with pytest.raises(SystemExit):
+        parse_args(["--base", str(tmp_path)])  # no aistats_gateway package there

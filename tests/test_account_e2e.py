@@ -12,6 +12,7 @@ import openai
 import pytest
 from sqlalchemy import event
 
+from aistats_gateway.store.direct_sqlite import DirectSqliteStore
 from tests.e2e_fixtures import Live
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.harness import Admin, GatewayServer, fake_provider_config, gateway_settings, wait_for
@@ -96,12 +97,15 @@ def test_authenticated_request_makes_no_database_round_trip_before_the_upstream_
     admin.grant(1_000_000_000)
     # Refreshes are pushed out of the window so only the request itself could touch the database.
     with GatewayServer(settings, refresh_interval=3600) as gateway:
+        wait_for(lambda: gateway.app.state.video_runner.passes >= 1)  # its start-up pass is done
         statements: list[str] = []
         event.listen(
             gateway.state.store.engine.sync_engine,
             "before_cursor_execute",
             lambda conn, cursor, statement, *rest: statements.append(statement),
         )
+        if isinstance(gateway.state.store, DirectSqliteStore):  # usage batches and reloads: own thread
+            gateway.state.store.trace(statements.append)
         fake_server.fake.enqueue(Behaviour(delay=0.5))
         done = threading.Event()
 

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,6 +38,7 @@ from .jobs.store import VideoJobStore
 from .jobs.upstream import new_http_client
 from .keys import load_or_create_pepper
 from .metrics import Metrics
+from .metrics_workers import WorkerMetricsGroup, group_directory
 from .pipeline.auth import KeyCache
 from .pipeline.billing import WalletBook
 from .pipeline.health import BreakerConfig, HealthTracker
@@ -50,11 +51,11 @@ from .providers import build_providers
 from .providers.http import UpstreamClient
 from .settings import Settings, load_settings
 from .state import AppState
-from .store.db import create_engine
-from .store.repositories import Store
+from .store.db import close_store, create_store
 from .store.spool import spool_for
 from .store.writer import BatchedWriter
 from .tasks import cancel_and_wait
+from .telemetry import load_tracing
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,14 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(error, new_generation_id())
 
 
-def build_state(settings: Settings, refresh_interval: float = 0.5) -> tuple[AppState, StateRefresher]:
+def build_state(
+    settings: Settings, refresh_interval: float = 0.5, upstream: UpstreamClient | None = None
+) -> tuple[AppState, StateRefresher]:
     """Everything the request path needs, wired explicitly (started by the lifespan)."""
     catalog = load_catalog(settings)
-    upstream = UpstreamClient()
+    upstream = upstream or UpstreamClient()
     providers = build_providers(settings.providers, upstream)
-    store = Store(create_engine(settings.database_url))
+    store = create_store(settings.database_url)
     wallets = WalletBook(RedisWallets(settings.redis_url) if settings.redis_url else None)
     keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
     writer = BatchedWriter(
@@ -156,7 +159,20 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
     how long a revocation or a credit grant takes to reach this process.
     """
     settings = settings or load_settings()
-    state, refresher = build_state(settings, refresh_interval)
+    tracing = load_tracing(settings.telemetry)  # None unless traces are configured
+    state, refresher = build_state(
+        settings, refresh_interval, tracing.upstream_client() if tracing is not None else None
+    )
+    # With --workers N, /metrics merges every worker's numbers (docs/decisions/010).
+    worker_metrics = (
+        WorkerMetricsGroup(
+            state.metrics,
+            group_directory(settings.data_dir),
+            interval_s=settings.telemetry.metrics_snapshot_s,
+        )
+        if settings.workers > 1
+        else None
+    )
     video_client = new_http_client()
     videos = VideoService(state, VideoJobStore(state.store.engine), video_client, runner_id())
     video_runner = VideoRunner(videos)
@@ -175,6 +191,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         refresher.start()
         wallet_sync = await _start_wallet_sync(state.wallets)
         state.metrics.start()
+        if worker_metrics is not None:
+            worker_metrics.start()
         await video_runner.start()
         # Start-up objects (catalog, routes, modules) never die: keep them out of every GC pass.
         gc.freeze()
@@ -186,6 +204,8 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             await video_runner.stop()  # before the writer: its settlements go through it
             await video_client.aclose()
             await state.metrics.stop()
+            if worker_metrics is not None:
+                await worker_metrics.stop()
             if health_sync is not None:
                 await health_sync.stop()
             await refresher.stop()
@@ -195,7 +215,9 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
             await state.limiter.stop()
             await _stop_wallet_sync(state.wallets, wallet_sync)
             await state.upstream.close()
-            await state.store.engine.dispose()
+            await close_store(state.store)
+            if tracing is not None:  # exports the spans still queued
+                await asyncio.to_thread(tracing.shutdown)
 
     inference = {
         "/v1/chat/completions": InferenceEndpoint(state, "chat"),
@@ -211,7 +233,11 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         *ByokEndpoints(state).routes(),
         *ManagementEndpoints(state).routes(),
         *HealthEndpoint(state, refresher).routes(),
-        *MetricsEndpoint(state.metrics).routes(),
+        *(
+            MetricsEndpoint(worker_metrics, process_metrics=False)
+            if worker_metrics is not None
+            else MetricsEndpoint(state.metrics)
+        ).routes(),
         *VideoEndpoints(videos).routes(),
     ]
     app = Starlette(
@@ -220,6 +246,9 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 0.
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.gateway = state  # for tests and tools; endpoints get it explicitly
+    app.state.video_runner = video_runner
+    if tracing is not None:
+        return TracedGatewayApp(inference, app, tracing.middleware)
     return GatewayApp(inference, app)
 
 
@@ -238,3 +267,20 @@ class GatewayApp:
                 await handler(scope, receive, send)
                 return
         await self._fallback(scope, receive, send)
+
+
+class TracedGatewayApp(GatewayApp):
+    """:class:`GatewayApp` behind the tracing middleware (built only when traces are on, so the
+    default path has no extra layer)."""
+
+    def __init__(
+        self,
+        fast_routes: Mapping[str, ASGIApp],
+        fallback: Starlette,
+        middleware: Callable[[ASGIApp], ASGIApp],
+    ) -> None:
+        super().__init__(fast_routes, fallback)
+        self._traced = middleware(super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._traced(scope, receive, send)

@@ -208,12 +208,28 @@ class PriceCard:
     tiers: tuple[PriceTier, ...] = ()
     # Resolved rates of the base card, then of each tier (computed once, at construction).
     _rates: tuple[Rates, ...] = field(init=False, repr=False, compare=False, default=())
+    # Per entry of _rates: (dearest input meter, dearest output meter, request, image,
+    # video_second): what worst_case needs, so a reservation costs a few comparisons.
+    _dearest: tuple[tuple[int, int, int, int, int], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
 
     def __post_init__(self) -> None:
         explicit = {meter: getattr(self, meter) for meter in METERS if getattr(self, meter) is not None}
         resolved = [_resolve(explicit)]
         resolved += [_resolve({**explicit, **dict(tier.prices)}) for tier in self.tiers]
         object.__setattr__(self, "_rates", tuple(resolved))
+        dearest = tuple(
+            (
+                max(rates[m] for m in _INPUT_METERS),
+                max(rates[m] for m in _OUTPUT_METERS),
+                rates["request"],
+                rates["image"],
+                rates["video_second"],
+            )
+            for rates in resolved
+        )
+        object.__setattr__(self, "_dearest", dearest)
 
     @classmethod
     def from_config(cls, spec: Mapping[str, Any]) -> PriceCard:
@@ -300,16 +316,17 @@ class PriceCard:
         Every token is priced at the dearest meter it could land in, under every tier that a
         request within these limits could reach (tier conditions only grow with usage).
         """
-        total = max_input_tokens + max_output_tokens
-        reachable = [self._rates[0]] + [
-            rates
-            for tier, rates in zip(self.tiers, self._rates[1:], strict=True)
-            if tier.holds(max_input_tokens, total)
-        ]
-        input_price = max(rates[m] for rates in reachable for m in _INPUT_METERS)
-        output_price = max(rates[m] for rates in reachable for m in _OUTPUT_METERS)
-        units = {"request": requests, "image": images, "video_second": video_seconds}
-        unit_cost = sum(count * max(rates[m] for rates in reachable) for m, count in units.items())
+        input_price, output_price, request, image, video_second = self._dearest[0]
+        if self.tiers:
+            total = max_input_tokens + max_output_tokens
+            for tier, dearest in zip(self.tiers, self._dearest[1:], strict=True):
+                if tier.holds(max_input_tokens, total):
+                    input_price = max(input_price, dearest[0])
+                    output_price = max(output_price, dearest[1])
+                    request = max(request, dearest[2])
+                    image = max(image, dearest[3])
+                    video_second = max(video_second, dearest[4])
+        unit_cost = requests * request + images * image + video_seconds * video_second
         scaled = (
             max_input_tokens * input_price
             + max_output_tokens * output_price

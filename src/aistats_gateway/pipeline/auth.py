@@ -31,6 +31,12 @@ class Principal:
 class _CachedKey:
     principal: Principal
     secret_hash: bytes
+    row: ApiKeyRow  # what it was built from: an equal row next refresh reuses it
+
+
+def _cached_key(row: ApiKeyRow) -> _CachedKey:
+    principal = Principal(row.kid, row.workspace_id, row.name, row.kind, KeyLimits.from_json(row.limits))
+    return _CachedKey(principal, bytes.fromhex(row.secret_hash), row)
 
 
 _WRONG_KIND = {
@@ -68,15 +74,19 @@ class KeyCache:
         self._keys: dict[str, _CachedKey] = {}
 
     def replace(self, rows: Iterable[ApiKeyRow]) -> None:
-        """Swap in the current set of active keys (one atomic assignment)."""
-        self._keys = {
-            row.kid: _CachedKey(
-                Principal(row.kid, row.workspace_id, row.name, row.kind, KeyLimits.from_json(row.limits)),
-                bytes.fromhex(row.secret_hash),
-            )
-            for row in rows
-            if row.revoked_at is None
-        }
+        """Swap in the current set of active keys (one atomic assignment).
+
+        This runs every refresh: a key whose row did not change keeps its entry (and the same
+        ``Principal``), so only new or changed keys are parsed again.
+        """
+        previous = self._keys
+        keys: dict[str, _CachedKey] = {}
+        for row in rows:
+            if row.revoked_at is not None:
+                continue
+            cached = previous.get(row.kid)
+            keys[row.kid] = cached if cached is not None and cached.row == row else _cached_key(row)
+        self._keys = keys
 
     def __len__(self) -> int:
         return len(self._keys)

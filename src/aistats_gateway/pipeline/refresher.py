@@ -24,16 +24,21 @@ _REMIND_EVERY_S = 30.0  # while the database stays down, one reminder this often
 
 
 class FlushTrackingStore(Store):
-    """The store the batched writer uses: marks the wallet book while a batch is being written."""
+    """The store the batched writer uses: marks the wallet book while a batch is being written.
+
+    Batches go to ``store``'s own ``write_batch`` (on SQLite that is the dedicated thread of
+    :class:`~..store.direct_sqlite.DirectSqliteStore`).
+    """
 
     def __init__(self, store: Store, wallets: WalletBook) -> None:
         super().__init__(store.engine)
+        self._inner = store
         self._wallets = wallets
 
     async def write_batch(self, generations: list[GenerationRecord], charges: list[Charge]) -> None:
         self._wallets.flushing += 1
         try:
-            await super().write_batch(generations, charges)
+            await self._inner.write_batch(generations, charges)
         finally:
             self._wallets.flushing -= 1
             self._wallets.epoch += 1

@@ -10,6 +10,9 @@ from typing import Any
 from sqlalchemy import URL, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .direct_sqlite import DirectSqliteStore
+from .repositories import Store
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 5
@@ -58,6 +61,28 @@ def create_engine(url: str) -> AsyncEngine:
         # the spool), not after asyncpg's default 60 s.
         connect_args={"timeout": PG_CONNECT_TIMEOUT_S},
     )
+
+
+def create_store(url: str) -> Store:
+    """The server's :class:`Store` for ``url``.
+
+    On a SQLite file the usage writer's batches and the refresher's reloads run on a dedicated
+    ``sqlite3`` thread (:class:`DirectSqliteStore`, docs/decisions/009); every other query, and
+    Postgres entirely, goes through SQLAlchemy. Close it with :func:`close_store`.
+    """
+    engine = create_engine(url)
+    database = normalize_url(url).database
+    on_file = bool(database) and database != ":memory:" and not str(database).startswith("file:")
+    if engine.dialect.name == "sqlite" and database and on_file:
+        return DirectSqliteStore(engine, str(Path(database).expanduser()))
+    return Store(engine)
+
+
+async def close_store(store: Store) -> None:
+    """Release a store from :func:`create_store`: its dedicated thread, then the engine's pool."""
+    if isinstance(store, DirectSqliteStore):
+        await store.close()
+    await store.engine.dispose()
 
 
 def _create_sqlite_engine(url: URL) -> AsyncEngine:
