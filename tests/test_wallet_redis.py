@@ -206,3 +206,22 @@ def test_unreachable_redis_refuses_paid_holds_with_503_but_not_free_ones() -> No
     error = asyncio.run(scenario())
     assert error.status == 503 and error.retry_after == 1
     assert "Redis" in error.message
+
+
+
+def test_a_grant_reaches_redis_even_when_redis_lost_its_script_cache(workspace_id: str) -> None:
+    async def scenario() -> tuple[int, int] | None:
+        (book,) = await _books(1, workspace_id, UNIT)
+        try:
+            await book.hold(workspace_id, UNIT, "gen_seed")
+            flusher = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+            flusher.script_flush()  # what a Redis restart does to EVALSHA
+            flusher.close()
+            book.load([WalletRow(workspace_id, 3 * UNIT, 3 * UNIT, 0)])
+            await book.sync_shared()  # reloads the scripts and sends the grant in the same round
+            assert book.shared is not None
+            return await book.shared.totals(workspace_id)
+        finally:
+            await _close([book])
+
+    assert asyncio.run(scenario()) == (3 * UNIT, UNIT)

@@ -23,6 +23,7 @@ folded in by comparing the database's ``granted_total`` with ``granted``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -105,6 +106,11 @@ return 0
 """
 
 
+_SCRIPTS = {"reserve": _RESERVE, "settle": _SETTLE, "sync": _SYNC, "renew": _RENEW}
+# EVALSHA names a script by the SHA1 of its text, so the names are known without asking Redis.
+_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()}
+
+
 class SharedWalletUnavailable(Exception):
     """Redis could not be reached or answered an error; paid requests are refused, not guessed."""
 
@@ -131,32 +137,45 @@ class RedisWallets:
             retry=Retry(NoBackoff(), 0),
         )
         self.hold_ttl_s = hold_ttl_s
-        self._scripts: dict[str, tuple[str, str]] = {}
-        for name, source in (("reserve", _RESERVE), ("settle", _SETTLE), ("sync", _SYNC), ("renew", _RENEW)):
-            self._scripts[name] = (source, "")
 
     async def start(self) -> None:
         """Load the scripts (fails fast with a clear error when Redis is unreachable)."""
         try:
-            for name, (source, _) in list(self._scripts.items()):
-                sha = await self._client.script_load(source)
-                self._scripts[name] = (source, str(sha))
+            await self._load_scripts()
         except (RedisError, OSError) as exc:
             raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _load_scripts(self) -> None:
+        for source in _SCRIPTS.values():
+            await self._client.script_load(source)
 
     async def close(self) -> None:
         await self._client.aclose()
 
     async def _run(self, name: str, keys: Iterable[str], args: Iterable[str | int]) -> object:
-        source, sha = self._scripts[name]
-        key_list, arg_list = list(keys), list(args)
-        try:
+        """One script call."""
+        (result,) = await self._pipeline(name, [(list(keys), list(args))])
+        return result
+
+    async def _pipeline(self, name: str, calls: list[tuple[list[str], list[str | int]]]) -> list[object]:
+        """Script ``name`` once per ``(keys, args)``, in one round trip; the scripts are loaded
+        again (and the calls repeated once) if Redis restarted and lost its script cache."""
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(_SHAS[name], len(keys), *keys, *args)
             try:
-                return await self._client.evalsha(sha, len(key_list), *key_list, *arg_list)
-            except NoScriptError:  # Redis restarted and lost its script cache
-                return await self._client.eval(source, len(key_list), *key_list, *arg_list)
-        except (RedisError, OSError) as exc:
-            raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise SharedWalletUnavailable(f"Redis refused the {name} script") from None
+                try:
+                    await self._load_scripts()
+                except (RedisError, OSError) as exc:
+                    raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            except (RedisError, OSError) as exc:
+                raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     async def reserve(self, workspace_id: str, hold_id: str, amount: int) -> HoldResult | None:
         """Hold ``amount`` if it fits; ``None`` when the wallet is not seeded in Redis yet."""
@@ -179,32 +198,26 @@ class RedisWallets:
 
     async def sync(self, rows: Iterable[WalletRow], local_unflushed: Mapping[str, int]) -> None:
         """:meth:`seed` for many wallets in one round trip."""
-        sha = self._scripts["sync"][1]
-        pipe = self._client.pipeline(transaction=False)
-        for row in rows:
-            balance = row.balance_nano - local_unflushed.get(row.workspace_id, 0)
-            pipe.evalsha(sha, 1, _keys(row.workspace_id)[0], balance, row.granted_total_nano)
-        try:
-            await pipe.execute()
-        except NoScriptError:
-            await self.start()
-        except (RedisError, OSError) as exc:
-            raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        calls: list[tuple[list[str], list[str | int]]] = [
+            (
+                [_keys(row.workspace_id)[0]],
+                [row.balance_nano - local_unflushed.get(row.workspace_id, 0), row.granted_total_nano],
+            )
+            for row in rows
+        ]
+        if calls:
+            await self._pipeline("sync", calls)
 
     async def renew(self, holds: Mapping[str, list[str]]) -> None:
         """Push the expiry of this instance's open holds (workspace id → hold ids)."""
-        if not holds:
-            return
-        sha = self._scripts["renew"][1]
         expires_ms = int((time.time() + self.hold_ttl_s) * 1000)
-        pipe = self._client.pipeline(transaction=False)
-        for workspace_id, hold_ids in holds.items():
-            if hold_ids:
-                pipe.evalsha(sha, 1, _keys(workspace_id)[1], expires_ms, *hold_ids)
-        try:
-            await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise SharedWalletUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        calls: list[tuple[list[str], list[str | int]]] = [
+            ([_keys(workspace_id)[1]], [expires_ms, *hold_ids])
+            for workspace_id, hold_ids in holds.items()
+            if hold_ids
+        ]
+        if calls:
+            await self._pipeline("renew", calls)
 
     async def totals(self, workspace_id: str) -> tuple[int, int] | None:
         """``(balance, reserved)`` across every instance, or None when not seeded."""
