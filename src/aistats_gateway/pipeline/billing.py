@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -61,7 +62,7 @@ class WalletBook:
         self.flushing = 0  # batch writes in progress
         self.shared = shared
         self._open_holds: dict[str, str] = {}  # hold id -> workspace id (renewed in Redis)
-        self._unsent: list[tuple[str, str, int]] = []  # (workspace, hold id, cost) for Redis
+        self._unsent: deque[tuple[str, str, int]] = deque()  # (workspace, hold id, cost) for Redis
         self._changed: set[str] = set()  # wallets whose grants Redis has not seen yet
         self._last_full_sync = 0.0
         self._wake = asyncio.Event()
@@ -225,7 +226,7 @@ class WalletBook:
         while self._unsent:
             workspace_id, hold_id, cost = self._unsent[0]
             await shared.settle(workspace_id, hold_id, cost)
-            self._unsent.pop(0)
+            self._unsent.popleft()
         now = time.monotonic()
         if now - self._last_full_sync >= FULL_SYNC_EVERY_S:
             names = set(self._wallets)

@@ -32,6 +32,7 @@ from ..api.errors import GatewayError
 from ..key_limits import UNLIMITED, KeyLimits
 from ..money import format_usd
 from ..settings import FreeTierSettings
+from ..tasks import cancel_and_wait
 from .auth import Principal
 from .limit_checks import (
     COUNT,
@@ -139,7 +140,6 @@ class Limiter:
         self._spent: dict[str, list[float]] = {}  # spend key -> [nano-USD, expires_at]: this instance's view
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -159,12 +159,9 @@ class Limiter:
         """Finish the settlements in flight and close the Redis connections."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._retry_task is not None:
-            # The flag too: on Python 3.11 a cancel racing a Redis timeout can surface as a
-            # TimeoutError (caught as an outage), and the loop must end all the same.
-            self._stopping = True
-            self._retry_task.cancel()
-            await asyncio.wait({self._retry_task}, timeout=2.0)
+        if self._retry_task is not None:  # cancelled again if a Redis timeout swallows the cancel
+            await cancel_and_wait(self._retry_task, timeout_s=2.0)
+            self._retry_task = None
         if self._redis is not None:
             await self._redis.retry_pending(self._clock())
             with contextlib.suppress(Exception):
@@ -345,7 +342,7 @@ class Limiter:
 
     async def _retry_loop(self) -> None:
         assert self._redis is not None
-        while not self._stopping:
+        while True:
             await asyncio.sleep(REDIS_RETRY_S)
             if self._redis.pending:
                 await self._redis.retry_pending(self._clock())
