@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -17,7 +16,6 @@ from ..byok.cache import NO_CREDENTIALS
 from ..byok.fee import NO_FEE, ByokFee
 from ..formats.base import ResponseContext, Target
 from ..formats.sse import SSEDecoder
-from ..ids import new_generation_id
 from ..money import nanos_to_usd
 from ..pipeline.attempts import success_headers
 from ..pipeline.exchanges import Exchange, StreamTranslator, choose_exchange
@@ -34,10 +32,9 @@ from ..pipeline.routing import Plan
 from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamReply, UpstreamStatusError, UpstreamTimeout
 from ..state import AppState
-from ..telemetry import attempt_started, bind_generation
+from ..telemetry import attempt_started
 from .asgi import Receive, Reply, Scope, Send, header_values, read_body
-
-log = logging.getLogger(__name__)
+from .serve import serve_generation
 
 INCOMPLETE_REASONS = frozenset({"length", "max_output_tokens", "max_tokens"})
 
@@ -82,25 +79,9 @@ class InferenceEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for this surface's POST route."""
-        state = self._state
-        metrics = state.metrics
-        generation = Generation(
-            new_generation_id(), self._surface, None, state.wallets, state.writer, metrics
+        await serve_generation(
+            self._state, self._surface, self.handle, scope, receive, send, anthropic=self._anthropic_errors
         )
-        bind_generation(generation)  # traces (off by default)
-        metrics.in_flight += 1
-        try:
-            try:
-                reply = await self.handle(generation, scope, receive)
-            except Exception:  # a bug: answer 500 in the contract shape, keep the traceback in the log
-                log.exception("unhandled error serving %s", scope.get("path"))
-                error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
-                generation.close("failed", error="server_error")
-                reply = Reply.error(error, generation.id, anthropic=self._anthropic_errors)
-            metrics.response(self._surface, reply.status)
-            await reply.send(send, receive)
-        finally:
-            metrics.in_flight -= 1
 
     async def handle(self, generation: Generation, scope: Scope, receive: Receive) -> Reply:
         state = self._state

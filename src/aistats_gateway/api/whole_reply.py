@@ -13,13 +13,11 @@ reply. Chat, responses and messages keep their own path (``api/inference.py``): 
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..byok.fee import ByokFee
-from ..ids import new_generation_id
 from ..pipeline.attempts import Answer, Upstream, attempt_candidates, success_headers
 from ..pipeline.generation import Generation
 from ..pipeline.limits import limit_headers
@@ -27,8 +25,7 @@ from ..pipeline.routing import Candidate, Plan
 from ..state import AppState
 from .asgi import Receive, Reply, Scope, Send, header_values, read_body
 from .errors import GatewayError
-
-log = logging.getLogger(__name__)
+from .serve import serve_generation
 
 
 class ParsedRequest(Protocol):
@@ -101,23 +98,7 @@ class WholeReplyEndpoint(ABC, Generic[R, P, T]):
     # --- the lifecycle ------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self._state
-        metrics = state.metrics
-        surface = self.surface
-        generation = Generation(new_generation_id(), surface, None, state.wallets, state.writer, metrics)
-        metrics.in_flight += 1
-        try:
-            try:
-                reply = await self.handle(generation, scope, receive)
-            except Exception:  # a bug: answer 500 in the contract shape, keep the traceback in the log
-                log.exception("unhandled error serving %s", scope.get("path"))
-                error = GatewayError("server_error", "The gateway hit an internal error; it has been logged")
-                generation.close("failed", error="server_error")
-                reply = Reply.error(error, generation.id)
-            metrics.response(surface, reply.status)
-            await reply.send(send, receive)
-        finally:
-            metrics.in_flight -= 1
+        await serve_generation(self._state, self.surface, self.handle, scope, receive, send)
 
     async def handle(self, generation: Generation, scope: Scope, receive: Receive) -> Reply:
         """Serve one request (see the module doc); every failure is a reply in the contract shape."""
