@@ -172,12 +172,15 @@ class ProcessSet:
         name: str,
         argv: Sequence[str],
         *,
-        core: int | None,
+        core: int | str | None,
         log: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Proc:
-        """Start ``argv`` (under ``taskset -c core`` when ``core`` is given) in a new session."""
+        """Start ``argv`` (under ``taskset -c core`` when ``core`` is given) in a new session.
+
+        ``core`` is one core or a ``taskset`` list such as ``"0,1"``.
+        """
         command = [*(["taskset", "-c", str(core)] if core is not None else []), *argv]
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:

@@ -248,6 +248,47 @@ def run_probe(target: tg.Target, streams: int, run_dir: Path, neighbours: Sequen
     return result
 
 
+# --- the scale-out step ------------------------------------------------------------------------
+
+SCALE_SCENARIO = Scenario("chat", stream=False, slow=False, connections=64)
+SCALE_WORKERS = 2
+
+
+def run_scaling(
+    procs: ProcessSet,
+    one_worker: tg.Target,
+    expected: Expected,
+    *,
+    run_dir: Path,
+    mock_port: int,
+    mock_pid: int,
+    rounds: int,
+    duration: float,
+    warmup: float,
+) -> list[Cell]:
+    """Chat at 64 connections: one worker on core 0 against ``--workers 2`` on both cores.
+
+    The load (wrk, the mock) shares core 1 with the second worker, so req/s cannot double on
+    this machine; what shows a shared bottleneck is the CPU per request (and so req/s per busy
+    core) growing with the workers. Both gateways are timed interleaved, in their own folder.
+    """
+    gateway_bin = Path(sys.executable).parent / "aistats-gateway"
+    name = f"gateway-w{SCALE_WORKERS}"
+    log(f"  scale-out: {name} on cores {tg.TARGET_CORE},{tg.LOAD_CORE}")
+    try:
+        many = tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin, name=name,
+                                workers=SCALE_WORKERS, cores=f"{tg.TARGET_CORE},{tg.LOAD_CORE}")  # fmt: skip
+    except StartError as exc:
+        return [Cell(SCALE_SCENARIO.key, name, status=FAILED, note=f"did not start: {exc}")]
+    try:
+        cells = run_matrix([one_worker, many], [SCALE_SCENARIO], expected, rounds=rounds, duration=duration,
+                           warmup=warmup, run_dir=run_dir / "scaling", mock_pid=mock_pid)  # fmt: skip
+    finally:
+        if many.proc is not None:
+            procs.stop(many.proc)
+    return list(cells.values())
+
+
 # --- the RSS soak ---------------------------------------------------------------------------------
 
 
@@ -409,7 +450,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of untimed load before each cell (default 1)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the matrix, report medians")
     parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated subset")
-    parser.add_argument("--only", default="", help="comma-separated scenario keys (e.g. chat-c64)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenario keys (e.g. chat-c64; scaling: the --workers step)",
+    )
     parser.add_argument("--streams", type=int, default=500, help="streams of the probe (0: no probe)")
     parser.add_argument("--save-baseline", action="store_true", help="write bench/baseline.json")
     parser.add_argument("--threshold", type=float, default=REGRESSION_THRESHOLD)
@@ -419,6 +464,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="report an earlier run's soak (its results.json) with this one, e.g. in docs/performance.md",
     )
+    parser.add_argument("--no-scaling", action="store_true", help="skip the --workers scale-out step")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--keep-data", action="store_true", help="keep the gateway's database of the run")
     parser.add_argument("--command", default="", help="how this run was invoked, for the report")
@@ -432,6 +478,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.targets = "direct,gateway"
         args.streams = 0
+    if args.quick or (args.only and "scaling" not in args.only.split(",")):
+        args.no_scaling = True
     if args.base is not None:
         if not (args.base / "aistats_gateway").is_dir():
             parser.error(f"--base {args.base}: no aistats_gateway package there (give a checkout's src)")
@@ -498,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     probes: list[ProbeResult] = []
     soak: list[SoakSample] = []
+    scaling: list[Cell] = []
     with ProcessSet() as procs:
         try:
             mock_port = free_port()
@@ -523,6 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"  probe: {args.streams} paced streams → {target.name}")
                     probes.append(run_probe(target, args.streams, run_dir, _neighbours(targets, target)))
         gateway = next((t for t in targets if t.name == "gateway" and t.proc is not None), None)
+        if not args.no_scaling and gateway is not None:
+            scaling = run_scaling(procs, gateway, expected, run_dir=run_dir, mock_port=mock_port,
+                                  mock_pid=mock.pid, rounds=args.rounds, duration=args.duration,
+                                  warmup=args.warmup)  # fmt: skip
         if args.soak and gateway is not None:
             log(f"  soak: chat at 64 connections → gateway for {args.soak:g} s")
             soak = run_soak(gateway, args.soak, run_dir, mock.pid)
@@ -549,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         soak = [SoakSample(**sample) for sample in earlier["soak"]]
         when, version = earlier["meta"]["date"], earlier["meta"]["gateway"]
         meta["soak_from"] = f"{when}, gateway {version} ({args.soak_from.parent.name})"
+    if scaling:
+        goals.append(report.scaling_goal(scaling))
     if soak:
         goals.append(report.soak_goal(soak))
     meta.update(
@@ -566,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "probes": [asdict(p) for p in probes],
                 "targets": [asdict(i) for i in infos],
                 "soak": [asdict(s) for s in soak],
+                "scaling": [asdict(c) for c in scaling],
             },
             indent=2,
             default=str,
@@ -577,6 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if probe_md:
         log(probe_md + "\n")
     log(report.targets_table(infos) + "\n")
+    if scaling:
+        log(report.scaling_table(scaling) + "\n")
     if soak:
         log(report.soak_table(soak) + "\n")
     log(report.goals_table(goals))
@@ -590,6 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.targets_table(infos),
             probe_md,
             report.soak_table(soak) if soak else None,
+            report.scaling_table(scaling) if scaling else None,
         )
         PERFORMANCE_MD.parent.mkdir(exist_ok=True)
         document += kept_by_hand(PERFORMANCE_MD)

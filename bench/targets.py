@@ -139,11 +139,14 @@ def start_gateway(
     *,
     name: str = "gateway",
     source: Path | None = None,
+    workers: int = 1,
+    cores: str = str(TARGET_CORE),
 ) -> Target:
     """A fresh gateway (new SQLite data dir), a key and credits for ``default``, one worker.
 
-    ``source`` runs the package from another checkout's ``src`` (``PYTHONPATH`` comes before the
-    venv's editable install): the ``base`` target, an older commit measured in the same session.
+    ``workers`` and ``cores`` (a ``taskset`` list) are for the scale-out step. ``source`` runs
+    the package from another checkout's ``src`` (``PYTHONPATH`` comes before the venv's editable
+    install): the ``base`` target, an older commit measured in the same session.
     """
     directory = run_dir / name
     shutil.rmtree(directory / "data", ignore_errors=True)
@@ -155,7 +158,7 @@ def start_gateway(
         _gateway_cli(gateway_bin, conf, env, "keys", "create", "--json", "--name", "bench")
     )
     _gateway_cli(gateway_bin, conf, env, "credits", "grant", "--workspace", "default", "--usd", "1000000")
-    argv = [str(gateway_bin), "serve", "--config", str(conf), "--port", str(port), "--workers", "1"]
-    proc = procs.start(name, argv, core=TARGET_CORE, log=directory / "gateway.log", env=env)
+    argv = [str(gateway_bin), "serve", "--config", str(conf), "--port", str(port), "--workers", str(workers)]
+    proc = procs.start(name, argv, core=cores, log=directory / "gateway.log", env=env)
     wait_http(proc, f"http://127.0.0.1:{port}/v1/health", timeout=60)
     return Target(name, port, proc, routes_by_model=True, key=str(created["key"]), billed=True)

@@ -13,7 +13,7 @@ import pytest
 
 import configs
 from procs import cpu_seconds, process_tree, rss_bytes, wait_quiet
-from report import goals
+from report import goals, scaling_goal, scaling_table
 from results import FAILED, OK, Cell, median_cell, one_line
 from run import HAND_MARKER, kept_by_hand, parse_args
 from scenarios import PROBE_SCENARIO, Scenario, full_matrix, load_expected
@@ -172,6 +172,24 @@ def test_goals_compare_the_gateway_with_litellm_and_direct() -> None:
     assert verdicts["CPU per chat request at 64 connections ≤ 250 µs"] == "pass"
     assert verdicts["≥ 40x less CPU than LiteLLM (chat, 64 connections)"] == "pass"
     assert verdicts["added p99 at one connection ≤ 1 ms (chat)"] == "FAIL"
+
+
+def test_scaling_goal_compares_requests_per_busy_core() -> None:
+    one = Cell("chat-c64", "gateway", rps=5000, cpu_us=190)  # 0.95 busy cores
+    linear = Cell("chat-c64", "gateway-w2", rps=9000, cpu_us=195)  # 1.76 busy cores
+    assert scaling_goal([one, linear]).verdict == "pass"
+    assert "1.80x one worker" in scaling_goal([one, linear]).measured
+    contended = Cell("chat-c64", "gateway-w2", rps=6000, cpu_us=300)  # each request costs more
+    assert scaling_goal([one, contended]).verdict == "FAIL"
+    assert scaling_goal([one, Cell("chat-c64", "gateway-w2", status=FAILED)]).verdict == "FAIL"
+    assert "| gateway-w2 | FAILED |" in scaling_table([one, Cell("chat-c64", "gateway-w2", status=FAILED)])
+
+
+def test_quick_and_partial_runs_skip_the_scale_out_step() -> None:
+    assert parse_args(["--quick"]).no_scaling
+    assert parse_args(["--only", "chat-c64"]).no_scaling
+    assert not parse_args([]).no_scaling
+    assert not parse_args(["--only", "scaling"]).no_scaling
 
 
 def test_one_line_flattens_for_a_table_cell() -> None:
