@@ -24,6 +24,7 @@ from aistats_gateway.store.direct_sqlite import DirectSqliteStore
 from aistats_gateway.store.migrate import migrate
 from aistats_gateway.store.records import Charge
 from aistats_gateway.store.repositories import Store
+from aistats_gateway.store.sqlite_writer import SqliteWriterProcess, WriterAddress, WriterUnavailable
 
 from .test_store import charge_for, make_record
 
@@ -32,19 +33,38 @@ EPOCH = "2026-01-01 00:00:00.000000"
 SQLITE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
 
 
-def with_direct(path: Path, body: Callable[[DirectSqliteStore], Awaitable[T]]) -> T:
-    """``body(store)`` on a freshly migrated SQLite file through :func:`create_store`."""
+# Where batches are written: by the store's own thread, or by the writer process that
+# `serve --workers N` starts (docs/decisions/011). Both must keep the same contract.
+WRITERS = ["thread", "process"]
 
-    async def main() -> T:
-        store = create_store(f"sqlite+aiosqlite:///{path}")
+
+def with_direct(path: Path, body: Callable[[DirectSqliteStore], Awaitable[T]], writer: str = "thread") -> T:
+    """``body(store)`` on a freshly migrated SQLite file through :func:`create_store`."""
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def migrated() -> None:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    async def main(address: WriterAddress | None) -> T:
+        store = create_store(url, address)
         assert isinstance(store, DirectSqliteStore)
         try:
-            await migrate(store.engine)
             return await body(store)
         finally:
             await close_store(store)
 
-    return asyncio.run(main())
+    asyncio.run(migrated())
+    if writer == "thread":
+        return asyncio.run(main(None))
+    process = SqliteWriterProcess(str(path))
+    try:
+        return asyncio.run(main(process.start()))
+    finally:
+        process.stop()
 
 
 def raw_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
@@ -64,7 +84,8 @@ def test_create_store_uses_the_direct_path_only_for_a_sqlite_file(tmp_path: Path
     asyncio.run(main())
 
 
-def test_batches_are_stored_exactly_as_the_sqlalchemy_path_stores_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_batches_are_stored_exactly_as_the_sqlalchemy_path_stores_them(tmp_path: Path, writer: str) -> None:
     """Same records and charges through both paths: identical generation rows, ledger and wallets."""
     created = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)  # microsecond 0: still printed
     other_zone = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
@@ -115,7 +136,7 @@ def test_batches_are_stored_exactly_as_the_sqlalchemy_path_stores_them(tmp_path:
             await engine.dispose()
 
     asyncio.run(through_sqlalchemy())
-    with_direct(tmp_path / "direct.db", write)
+    with_direct(tmp_path / "direct.db", write, writer)
 
     def snapshot(path: Path) -> dict[str, Any]:
         return {
@@ -141,7 +162,8 @@ def test_batches_are_stored_exactly_as_the_sqlalchemy_path_stores_them(tmp_path:
     assert all(SQLITE_TIMESTAMP.match(value) for (value,) in direct["timestamps"])
 
 
-def test_a_generation_is_charged_once_however_often_it_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_generation_is_charged_once_however_often_it_is_written(tmp_path: Path, writer: str) -> None:
     async def body(store: DirectSqliteStore) -> None:
         ws = await store.ensure_workspace("default")
         await store.grant_credits(ws.id, 1_000_000)
@@ -158,17 +180,19 @@ def test_a_generation_is_charged_once_however_often_it_is_written(tmp_path: Path
         assert [(e["amount_nano"], e["generation_id"]) for e in charges] == [(-1_234, record.id)]
         assert await store.get_generation(record.id) == record  # read back through SQLAlchemy
 
-    with_direct(tmp_path / "g.db", body)
+    with_direct(tmp_path / "g.db", body, writer)
 
 
-def test_a_failing_batch_writes_nothing_and_its_retry_writes_it_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_failing_batch_writes_nothing_and_its_retry_writes_it_once(tmp_path: Path, writer: str) -> None:
     """A charge for an unknown workspace breaks the foreign key: the whole batch rolls back."""
 
     async def body(store: DirectSqliteStore) -> None:
         ws = await store.ensure_workspace("default")
         good = make_record(ws.id, cost=10)
         orphan = make_record("ws_missing", cost=5)
-        with pytest.raises(sqlite3.IntegrityError):
+        # The writer process sends the error back as text: "IntegrityError: FOREIGN KEY ...".
+        with pytest.raises((sqlite3.IntegrityError, WriterUnavailable), match="FOREIGN KEY"):
             await store.write_batch([good, orphan], [charge_for(good), charge_for(orphan)])
         assert raw_rows(store_path, "SELECT count(*) FROM generations") == [(0,)]
         assert raw_rows(store_path, "SELECT count(*) FROM ledger_entries") == [(0,)]
@@ -179,10 +203,13 @@ def test_a_failing_batch_writes_nothing_and_its_retry_writes_it_once(tmp_path: P
         assert (await store.get_wallet(ws.id)).spent_total_nano == 10
 
     store_path = tmp_path / "g.db"
-    with_direct(store_path, body)
+    with_direct(store_path, body, writer)
 
 
-def test_ledger_sum_equals_the_balance_after_concurrent_overlapping_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_ledger_sum_equals_the_balance_after_concurrent_overlapping_batches(
+    tmp_path: Path, writer: str
+) -> None:
     async def body(store: DirectSqliteStore) -> None:
         a = await store.ensure_workspace("a")
         b = await store.ensure_workspace("b")
@@ -191,13 +218,13 @@ def test_ledger_sum_equals_the_balance_after_concurrent_overlapping_batches(tmp_
         charges = [charge_for(r) for r in records]
         rng = random.Random(3)
 
-        async def writer() -> None:
+        async def one_batch() -> None:
             picked = rng.sample(range(len(records)), 40)
             await store.write_batch([records[i] for i in picked], [charges[i] for i in picked])
 
         # The SQLAlchemy path writes into the same file at the same time (another process's writer).
         plain = Store(store.engine)
-        await asyncio.gather(*(writer() for _ in range(4)), plain.write_batch(records[:30], charges[:30]))
+        await asyncio.gather(*(one_batch() for _ in range(4)), plain.write_batch(records[:30], charges[:30]))
         await store.write_batch(records, charges)
         for ws in (a, b):
             mine = [c for c in charges if c.workspace_id == ws.id]
@@ -206,7 +233,7 @@ def test_ledger_sum_equals_the_balance_after_concurrent_overlapping_batches(tmp_
             assert wallet.balance_nano == await store.ledger_sum(ws.id)
             assert wallet.balance_nano == wallet.granted_total_nano - wallet.spent_total_nano
 
-    with_direct(tmp_path / "g.db", body)
+    with_direct(tmp_path / "g.db", body, writer)
 
 
 def test_batches_run_on_one_thread_that_is_not_the_event_loop(tmp_path: Path) -> None:

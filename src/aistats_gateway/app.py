@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -53,6 +54,7 @@ from .settings import Settings, load_settings
 from .state import AppState
 from .store.db import close_store, create_store
 from .store.spool import spool_for
+from .store.sqlite_writer import WriterAddress
 from .store.writer import BatchedWriter
 from .tasks import cancel_and_wait
 from .telemetry import load_tracing
@@ -82,7 +84,8 @@ def build_state(
     catalog = load_catalog(settings)
     upstream = upstream or UpstreamClient()
     providers = build_providers(settings.providers, upstream)
-    store = create_store(settings.database_url)
+    # `serve` on a SQLite file runs one writer process for all its workers (decision 011).
+    store = create_store(settings.database_url, WriterAddress.from_env(os.environ))
     wallets = WalletBook(RedisWallets(settings.redis_url) if settings.redis_url else None)
     keys = KeyCache(load_or_create_pepper(settings.key_pepper, settings.data_dir))
     writer = BatchedWriter(

@@ -28,11 +28,12 @@ from .services.credits import parse_grant_amount
 from .services.keys import key_to_api
 from .services.ledger import csv_lines
 from .settings import ConfigError, Settings, load_settings
-from .store.db import create_engine
+from .store.db import create_engine, sqlite_file_path
 from .store.migrate import migrate
 from .store.reconcile import check_ledger
 from .store.records import ApiKeyRow, GrantOutcome, Workspace
 from .store.repositories import Store
+from .store.sqlite_writer import SqliteWriterProcess
 
 
 class CommandError(Exception):
@@ -88,19 +89,30 @@ def cmd_serve(args: argparse.Namespace) -> None:
     workers = args.workers or settings.workers
     # The workers read it back: with several, /metrics merges them (metrics_workers.py).
     os.environ["AISTATS_WORKERS"] = str(workers)
+    # With several workers on a SQLite file, one process writes it for all of them (docs/decisions/
+    # 011); it stops last, once the workers have drained their queues through it. One worker
+    # writes the file itself, from its database thread (decision 009).
+    sqlite_path = sqlite_file_path(settings.database_url)
+    sqlite_writer = SqliteWriterProcess(sqlite_path) if sqlite_path is not None and workers > 1 else None
+    if sqlite_writer is not None:
+        os.environ.update(sqlite_writer.start().to_env())
     print(f"AI Stats Gateway listening on http://{host}:{port} ({workers} worker(s))", flush=True)
-    uvicorn.run(
-        "aistats_gateway.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "aistats_gateway.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if sqlite_writer is not None:
+            sqlite_writer.stop()
 
 
 # --- keys, workspaces, credits, ledger export (through the service layer) -------------------

@@ -173,7 +173,7 @@ def _usd_limit(amount: object, field: str) -> int | None:
     if amount is None:
         return None
     if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):
-        raise LimitsError(field, "must be a decimal USD amount as a string (e.g. \"5.00\") or null")
+        raise LimitsError(field, 'must be a decimal USD amount as a string (e.g. "5.00") or null')
     try:
         nanos = parse_usd(amount)
     except PriceError as exc:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .direct_sqlite import DirectSqliteStore
 from .repositories import Store
+from .sqlite_writer import WriterAddress
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_POOL_SIZE = 10
@@ -63,18 +64,30 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
-def create_store(url: str) -> Store:
+def sqlite_file_path(url: str) -> str | None:
+    """The file behind a SQLite ``url`` (None for Postgres, ``:memory:`` and ``file:`` URIs)."""
+    parsed = normalize_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if str(database).startswith("file:"):
+        return None
+    return str(Path(database).expanduser())
+
+
+def create_store(url: str, sqlite_writer: WriterAddress | None = None) -> Store:
     """The server's :class:`Store` for ``url``.
 
     On a SQLite file the usage writer's batches and the refresher's reloads run on a dedicated
-    ``sqlite3`` thread (:class:`DirectSqliteStore`, docs/decisions/009); every other query, and
-    Postgres entirely, goes through SQLAlchemy. Close it with :func:`close_store`.
+    ``sqlite3`` thread (:class:`DirectSqliteStore`, docs/decisions/009); with ``sqlite_writer``
+    (``serve`` started a writer process, docs/decisions/011) that thread sends the batches to it
+    instead of writing them. Every other query, and Postgres entirely, goes through SQLAlchemy.
+    Close it with :func:`close_store`.
     """
     engine = create_engine(url)
-    database = normalize_url(url).database
-    on_file = bool(database) and database != ":memory:" and not str(database).startswith("file:")
-    if engine.dialect.name == "sqlite" and database and on_file:
-        return DirectSqliteStore(engine, str(Path(database).expanduser()))
+    path = sqlite_file_path(url)
+    if path is not None:
+        return DirectSqliteStore(engine, path, sqlite_writer)
     return Store(engine)
 
 

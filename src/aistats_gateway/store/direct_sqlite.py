@@ -8,16 +8,16 @@ held the loop for milliseconds: that was most of the gateway's added p99 at one 
 every other query on SQLAlchemy and runs these three on one dedicated thread with its own
 ``sqlite3`` connection, one thread hop per call:
 
-- :meth:`write_batch`: one ``BEGIN IMMEDIATE`` transaction, ``executemany`` per table in chunks
-  of ``YIELD_EVERY_ROWS`` with the core offered back to the event loop between chunks. Rows are
-  built lazily while ``executemany`` walks them, and ``sqlite3`` releases the GIL around every
-  step, so the thread holds the GIL for one row at a time; on the loop a batch costs a dict, a
-  sort and one hop.
+- :meth:`write_batch`: one transaction (:func:`.sqlite_batches.write_rows`), ``executemany`` in
+  chunks of ``YIELD_EVERY_ROWS`` with the core offered back to the event loop between chunks.
+  Rows are built lazily while ``executemany`` walks them, and ``sqlite3`` releases the GIL around
+  every step, so the thread holds the GIL for one row at a time; on the loop a batch costs a
+  dict, a sort and one hop. Under ``serve --workers N`` the thread builds the rows the same way
+  and sends them to the writer process instead (:mod:`.sqlite_writer`, decision 011).
 - :meth:`load_api_keys` and :meth:`load_wallets`: raw rows; unchanged keys return the very
   same list, so the key cache does not rebuild anything.
 
-Values are stored exactly as SQLAlchemy stores them on SQLite (UTC timestamps as
-``YYYY-MM-DD HH:MM:SS.ffffff``, JSON via ``json.dumps``, booleans as 0/1), so both paths read
+Rows are stored exactly as SQLAlchemy stores them (see :mod:`.sqlite_batches`), so both paths read
 each other's rows; tests/test_direct_sqlite.py compares the two byte for byte.
 """
 
@@ -28,45 +28,29 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow
 from .repositories import Store
+from .sqlite_batches import (
+    GENERATION_COLUMNS,
+    YIELD_EVERY_ROWS,
+    ChargeRow,
+    WriterFileLock,
+    generation_row,
+    open_write_connection,
+    write_rows,
+)
+from .sqlite_writer import WriterAddress, WriterClient, encode_batch
 from .tables import api_keys, generations
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_S = 5.0
-# On one core the thread's SQL competes with the event loop for the CPU, and the scheduler would
-# let a whole batch run its time slice while a request waits: the thread offers the core back
-# (sched_yield) after every few rows, so a waiting request runs first.
-YIELD_EVERY_ROWS = 32
-# As Store.write_batch: the record's fields name the columns written.
-_GENERATION_COLUMNS = tuple(field.name for field in fields(GenerationRecord))
-_ATTEMPTS_INDEX = _GENERATION_COLUMNS.index("attempts")
-_CREATED_INDEX = _GENERATION_COLUMNS.index("created_at")
-_BOOL_INDEXES = tuple(_GENERATION_COLUMNS.index(name) for name in ("streamed", "usage_estimated"))
-_generation_values = attrgetter(*_GENERATION_COLUMNS)
-
-_INSERT_GENERATION = (
-    f"INSERT INTO generations ({', '.join(_GENERATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_GENERATION_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
-)
-_INSERT_CHARGE = (
-    "INSERT INTO ledger_entries (workspace_id, kind, amount_nano, generation_id, note, created_at) "
-    "VALUES (?, 'charge', ?, ?, NULL, ?)"
-)
-_CHARGE_WALLET = (
-    "UPDATE wallets SET balance_nano = balance_nano - ?, spent_total_nano = spent_total_nano + ?, "
-    "updated_at = ? WHERE workspace_id = ?"
-)
 _KEY_COLUMNS = (
     "kid",
     "workspace_id",
@@ -80,18 +64,8 @@ _KEY_COLUMNS = (
 )
 _LOAD_KEYS = f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys WHERE revoked_at IS NULL ORDER BY kid"
 _LOAD_WALLETS = "SELECT workspace_id, balance_nano, granted_total_nano, spent_total_nano FROM wallets"
-# SQLite's default limit of host parameters in one statement is 32766 (999 before 3.32).
-_IN_CHUNK = 500
-
 assert set(_KEY_COLUMNS) <= {column.name for column in api_keys.c}
-assert set(_GENERATION_COLUMNS) <= {column.name for column in generations.c}
-
-
-def sqlite_timestamp(value: datetime) -> str:
-    """A timestamp as SQLAlchemy's SQLite ``DATETIME`` stores it: UTC, microseconds always."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+assert set(GENERATION_COLUMNS) <= {column.name for column in generations.c}
 
 
 def _timestamp(text: str) -> datetime:
@@ -102,24 +76,19 @@ def _optional_timestamp(text: str | None) -> datetime | None:
     return None if text is None else _timestamp(text)
 
 
-def _generation_row(record: GenerationRecord) -> tuple[Any, ...]:
-    row = list(_generation_values(record))
-    row[_CREATED_INDEX] = sqlite_timestamp(row[_CREATED_INDEX])
-    row[_ATTEMPTS_INDEX] = json.dumps(row[_ATTEMPTS_INDEX])
-    for index in _BOOL_INDEXES:
-        row[index] = 1 if row[index] else 0
-    return tuple(row)
-
-
 class DirectSqliteStore(Store):
     """A :class:`Store` whose batch writes and state reloads run on one ``sqlite3`` thread."""
 
-    def __init__(self, engine: AsyncEngine, path: str) -> None:
+    def __init__(self, engine: AsyncEngine, path: str, writer: WriterAddress | None = None) -> None:
         super().__init__(engine)
         self._path = path
+        # With a writer process (``serve``), batches go to it; without one (an app in a test),
+        # this store's thread writes them itself.
+        self._writer = WriterClient(writer) if writer is not None else None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None  # only touched on the executor's thread
+        self._file_lock = WriterFileLock(path)
         self._keys_raw: list[tuple[Any, ...]] | None = None
         self._keys: list[ApiKeyRow] = []
         self._trace: Callable[[str], None] | None = None
@@ -139,10 +108,7 @@ class DirectSqliteStore(Store):
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:
-            connection = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            # As db._configure_sqlite_connection: the file is already in WAL mode (migrations ran).
-            connection.execute("PRAGMA foreign_keys=ON")
-            self._connection = connection
+            self._connection = open_write_connection(self._path)
             self._traced = None
         if self._trace is not self._traced:
             self._connection.set_trace_callback(self._trace)
@@ -167,6 +133,9 @@ class DirectSqliteStore(Store):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._writer is not None:
+            self._writer.close()
+        self._file_lock.close()
 
     # -- the usage writer ---------------------------------------------------------------------
 
@@ -178,7 +147,17 @@ class DirectSqliteStore(Store):
             return
         ordered_generations = [unique_generations[key] for key in sorted(unique_generations)]
         ordered_charges = [unique_charges[key] for key in sorted(unique_charges)]
-        await self._run(lambda db: _write_batch(db, ordered_generations, ordered_charges))
+        if self._writer is not None:
+            writer = self._writer
+            await self._run(lambda _: writer.write(_encoded_batch(ordered_generations, ordered_charges)))
+        else:
+            await self._run(lambda db: self._write_here(db, ordered_generations, ordered_charges))
+
+    def _write_here(
+        self, db: sqlite3.Connection, records: list[GenerationRecord], charges: list[Charge]
+    ) -> None:
+        with self._file_lock:
+            write_rows(db, records, [_charge_tuple(charge) for charge in charges], generation_row)
 
     # -- the state refresher ------------------------------------------------------------------
 
@@ -219,47 +198,15 @@ class DirectSqliteStore(Store):
         return [WalletRow(*row) for row in raw]
 
 
-def _write_batch(db: sqlite3.Connection, records: list[GenerationRecord], charges: list[Charge]) -> None:
-    """The batch in one ``BEGIN IMMEDIATE`` transaction (the write lock is held from the start,
-    so the check for charges already written cannot race another writer)."""
-    now = sqlite_timestamp(datetime.now(UTC))
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for start in range(0, len(records), YIELD_EVERY_ROWS):
-            db.executemany(
-                _INSERT_GENERATION, map(_generation_row, records[start : start + YIELD_EVERY_ROWS])
-            )
-            os.sched_yield()
-        if charges:
-            written = _charged_already(db, [charge.generation_id for charge in charges])
-            new = [charge for charge in charges if charge.generation_id not in written]
-            for start in range(0, len(new), YIELD_EVERY_ROWS):
-                db.executemany(_INSERT_CHARGE, _charge_rows(new[start : start + YIELD_EVERY_ROWS], now))
-                os.sched_yield()
-            spent: dict[str, int] = {}
-            for charge in new:
-                spent[charge.workspace_id] = spent.get(charge.workspace_id, 0) + charge.amount_nano
-            db.executemany(
-                _CHARGE_WALLET,
-                [(amount, amount, now, workspace) for workspace, amount in sorted(spent.items()) if amount],
-            )
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+def _charge_tuple(charge: Charge) -> ChargeRow:
+    return (charge.generation_id, charge.workspace_id, charge.amount_nano)
 
 
-def _charge_rows(charges: list[Charge], now: str) -> Iterator[tuple[Any, ...]]:
-    for charge in charges:
-        yield (charge.workspace_id, -charge.amount_nano, charge.generation_id, now)
-
-
-def _charged_already(db: sqlite3.Connection, generation_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(generation_ids), _IN_CHUNK):
-        chunk = generation_ids[start : start + _IN_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        query = f"SELECT generation_id FROM ledger_entries WHERE generation_id IN ({marks})"
-        found.update(row[0] for row in db.execute(query, chunk))
-    return found
+def _encoded_batch(records: list[GenerationRecord], charges: list[Charge]) -> bytes:
+    """A batch as the writer process takes it; rows are built ``YIELD_EVERY_ROWS`` at a time
+    with the core offered back in between, as when this thread writes them itself."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(records), YIELD_EVERY_ROWS):
+        rows.extend(map(generation_row, records[start : start + YIELD_EVERY_ROWS]))
+        os.sched_yield()
+    return encode_batch(rows, [_charge_tuple(charge) for charge in charges])
