@@ -208,7 +208,6 @@ def test_unreachable_redis_refuses_paid_holds_with_503_but_not_free_ones() -> No
     assert "Redis" in error.message
 
 
-
 def test_a_grant_reaches_redis_even_when_redis_lost_its_script_cache(workspace_id: str) -> None:
     async def scenario() -> tuple[int, int] | None:
         (book,) = await _books(1, workspace_id, UNIT)

@@ -146,4 +146,3 @@ def _available(port: int, key: str) -> int | None:
         f"http://127.0.0.1:{port}/v1/credits", headers={"authorization": f"Bearer {key}"}, timeout=2
     )
     return int(answer.json()["nanos"]["available"]) if answer.status_code == 200 else None
-

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow
@@ -203,10 +204,10 @@ def _charge_tuple(charge: Charge) -> ChargeRow:
 
 
 def _encoded_batch(records: list[GenerationRecord], charges: list[Charge]) -> bytes:
-    """A batch as the writer process takes it; rows are built ``YIELD_EVERY_ROWS`` at a time
-    with the core offered back in between, as when this thread writes them itself."""
-    rows: list[tuple[Any, ...]] = []
+    """A batch as the writer process takes it: records encoded ``YIELD_EVERY_ROWS`` at a time
+    with the core offered back in between (rows are built in the writer process)."""
+    chunks = []
     for start in range(0, len(records), YIELD_EVERY_ROWS):
-        rows.extend(map(generation_row, records[start : start + YIELD_EVERY_ROWS]))
+        chunks.append(orjson.dumps(records[start : start + YIELD_EVERY_ROWS]))
         os.sched_yield()
-    return encode_batch(rows, [_charge_tuple(charge) for charge in charges])
+    return encode_batch(chunks, charges)

@@ -57,7 +57,18 @@ def sqlite_timestamp(value: datetime) -> str:
 
 
 def generation_row(record: GenerationRecord) -> tuple[Any, ...]:
-    row = list(_generation_values(record))
+    """A record as the ``generations`` row SQLAlchemy would store."""
+    return _stored(list(_generation_values(record)))
+
+
+def generation_row_from_json(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The same row from a record that crossed to the writer process as JSON (orjson's form)."""
+    row = [record[name] for name in GENERATION_COLUMNS]
+    row[_CREATED_INDEX] = datetime.fromisoformat(row[_CREATED_INDEX])
+    return _stored(row)
+
+
+def _stored(row: list[Any]) -> tuple[Any, ...]:
     row[_CREATED_INDEX] = sqlite_timestamp(row[_CREATED_INDEX])
     row[_ATTEMPTS_INDEX] = json.dumps(row[_ATTEMPTS_INDEX])
     for index in _BOOL_INDEXES:

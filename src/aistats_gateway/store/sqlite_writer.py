@@ -6,16 +6,17 @@ between rows, so a 400-row batch held SQLite's write lock for tens of millisecon
 workers' writers queued behind it, and their queues reached the high-water mark that holds
 intake (seconds of stalled requests; docs/decisions/011-one-sqlite-writer-process.md).
 
-``serve`` on a SQLite file therefore starts :class:`SqliteWriterProcess`: a child process that
-owns the only writing connection and shares no GIL with any event loop. Workers keep their own
-batched writers (queue, retries, spool) and send each batch, already turned into plain rows, over
-an authenticated Unix socket (``multiprocessing.connection``); the child writes it in one
-transaction with :func:`direct_sqlite.write_rows` and answers ``ok`` or the error, so a batch
-is reported written only once it is committed. Reads (key and wallet refreshes) stay in the
-workers.
+``serve --workers N`` (N > 1) on a SQLite file therefore starts :class:`SqliteWriterProcess`:
+a child process that owns the only writing connection and shares no GIL with any event loop.
+Workers keep their own batched writers (queue, retries, spool) and send each batch, encoded
+with orjson, over an authenticated Unix socket (``multiprocessing.connection``); the child
+builds the rows, writes them in one transaction with :func:`.sqlite_batches.write_rows` and
+answers ``ok`` or the error, so a batch is reported written only once it is committed. Reads
+(key and wallet refreshes) stay in the workers. One worker writes the file from its own thread
+(measured better for it: decision 011).
 
 The child ignores SIGINT and SIGTERM (they reach the whole process group, and workers still
-drain their queues through it while they stop); it exits when ``serve`` closes the control pipe
+drain their queues through it while they stop); it exits when ``serve`` closes the control socket
 or dies. ``serve`` restarts a child that crashed; meanwhile the workers' writes fail and their
 writers retry and spool, as during a database outage.
 """
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
@@ -112,9 +113,16 @@ class WriterClient:
             self._connection = None
 
 
-def encode_batch(generation_rows: list[tuple[Any, ...]], charge_rows: list[tuple[str, str, int]]) -> bytes:
-    """One batch on the wire: generation rows in column order, charges as (generation, workspace, nano)."""
-    return orjson.dumps([PROTOCOL, generation_rows, charge_rows])
+def encode_batch(record_chunks: Sequence[bytes], charges: Sequence[Any]) -> bytes:
+    """One batch on the wire: ``[PROTOCOL, [[record, ...], ...], [charge, ...]]``.
+
+    ``record_chunks`` are orjson arrays of :class:`~.records.GenerationRecord` (the worker encodes
+    them a few at a time, so no single call holds the GIL long); charges are
+    :class:`~.records.Charge`. The writer process turns them into rows.
+    """
+    return b"".join(
+        (b'["', PROTOCOL.encode(), b'",[', b",".join(record_chunks), b"],", orjson.dumps(charges), b"]")
+    )
 
 
 class SqliteWriterProcess:
@@ -231,7 +239,7 @@ def serve_writer(database_path: str, socket_path: str, authkey: bytes, control: 
     ``control`` is the child's end of a socket pair with ``serve``: "listening" goes out on it
     once the socket accepts, and its end of file (``serve`` stopped or died) ends this process.
     """
-    from .sqlite_batches import WriterFileLock, open_write_connection, write_rows
+    from .sqlite_batches import WriterFileLock, generation_row_from_json, open_write_connection, write_rows
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -239,9 +247,9 @@ def serve_writer(database_path: str, socket_path: str, authkey: bytes, control: 
     file_lock = WriterFileLock(database_path)  # other `serve` instances on the same file
     write_lock = threading.Lock()
 
-    def write(generation_rows: list[list[Any]], charge_rows: list[tuple[str, str, int]]) -> None:
+    def write(records: list[dict[str, Any]], charge_rows: list[tuple[str, str, int]]) -> None:
         with write_lock, file_lock:
-            write_rows(database, generation_rows, charge_rows)
+            write_rows(database, records, charge_rows, generation_row_from_json)
 
     def until_serve_is_gone() -> None:
         with contextlib.suppress(OSError):
@@ -277,14 +285,15 @@ def serve_writer(database_path: str, socket_path: str, authkey: bytes, control: 
 
 
 def _write_payload(
-    payload: bytes, write: Callable[[list[list[Any]], list[tuple[str, str, int]]], None]
+    payload: bytes, write: Callable[[list[dict[str, Any]], list[tuple[str, str, int]]], None]
 ) -> bytes:
     """Decode and write one batch; ``ok``, or the error as text for the worker's log."""
     try:
-        tag, generation_rows, charge_rows = orjson.loads(payload)
+        tag, record_chunks, charges = orjson.loads(payload)
         if tag != PROTOCOL:
             return f"protocol {tag!r} is not {PROTOCOL!r}".encode()
-        write(generation_rows, [(str(g), str(w), int(n)) for g, w, n in charge_rows])
+        records = [record for chunk in record_chunks for record in chunk]
+        write(records, [(c["generation_id"], c["workspace_id"], int(c["amount_nano"])) for c in charges])
     except Exception as exc:  # any failure goes back to the worker, whose writer retries
         return f"{type(exc).__name__}: {exc}".encode()
     return _OK
