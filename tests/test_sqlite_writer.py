@@ -21,6 +21,7 @@ import pytest
 from aistats_gateway.store.db import close_store, create_engine, create_store
 from aistats_gateway.store.direct_sqlite import DirectSqliteStore
 from aistats_gateway.store.migrate import migrate
+from aistats_gateway.store.sqlite_batches import WriterFileLock
 from aistats_gateway.store.sqlite_writer import (
     SqliteWriterProcess,
     WriterAddress,
@@ -184,3 +185,19 @@ def test_the_address_travels_to_the_workers_in_the_environment() -> None:
     address = WriterAddress("/tmp/x/sock", bytes(range(32)))
     assert WriterAddress.from_env(address.to_env()) == address
     assert WriterAddress.from_env({}) is None
+
+
+def test_the_writer_file_lock_waits_for_another_process_then_gives_up(tmp_path: Path) -> None:
+    """The flock that queues writers of several `serve` instances has a bound, like every wait."""
+    database = str(tmp_path / "g.db")
+    holder = WriterFileLock(database)
+    waiter = WriterFileLock(database, timeout=0.2)
+    with holder:  # another open file description: conflicts like another process would
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"writer\.lock"):
+            waiter.__enter__()
+        assert 0.2 <= time.monotonic() - started < 2
+    with waiter:  # free again: taken at once
+        pass
+    holder.close()
+    waiter.close()

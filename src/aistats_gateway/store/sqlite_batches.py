@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any
 from .records import GenerationRecord
 
 BUSY_TIMEOUT_S = 5.0
+_LOCK_POLL_S = 0.001
 # On one core the thread's SQL competes with the event loop for the CPU, and the scheduler would
 # let a whole batch run its time slice while a request waits: the thread offers the core back
 # (sched_yield) after every few rows, so a waiting request runs first.
@@ -87,19 +89,30 @@ def open_write_connection(path: str) -> sqlite3.Connection:
 class WriterFileLock:
     """An exclusive ``flock`` next to the database, taken around every batch transaction.
 
-    SQLite's own busy handler polls with growing sleeps, so two processes writing often can
-    leave one waiting long after the lock is free; the kernel hands a ``flock`` to the next
-    waiter at once. Writes through SQLAlchemy (management, jobs) still rely on the busy timeout.
+    SQLite's own busy handler polls with sleeps growing to 100 ms, so two processes writing
+    often can leave one waiting long after the lock is free; this lock is polled every
+    millisecond instead, and given up after ``timeout`` seconds (``TimeoutError``: the batch is
+    retried like any failed write). Writes through SQLAlchemy (management, jobs) still rely on
+    SQLite's busy timeout.
     """
 
-    def __init__(self, database_path: str) -> None:
+    def __init__(self, database_path: str, timeout: float = BUSY_TIMEOUT_S) -> None:
         self._path = database_path + "-writer.lock"
+        self._timeout = timeout
         self._fd: int | None = None
 
     def __enter__(self) -> None:
         if self._fd is None:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"another process held {self._path} for {self._timeout:g} s") from None
+                time.sleep(_LOCK_POLL_S)
 
     def __exit__(self, *_: object) -> None:
         if self._fd is not None:
