@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..ids import new_ulid
+from . import postgres_batches
 from .credentials import CredentialQueries
 from .records import ApiKeyRow, Charge, GenerationRecord, GrantOutcome, LedgerEntry, WalletRow, Workspace
 from .tables import UtcDateTime, api_keys, generations, ledger_entries, meta, wallets, workspaces
@@ -490,7 +491,21 @@ class Store(CredentialQueries):
         entry (zero amounts included) unless that generation already has one; only entries
         really inserted here move the wallet, so a retried or duplicated charge never bills twice.
         Rows are written in key order so concurrent batches lock in the same order (no deadlock).
+        On Postgres the batch goes through the raw asyncpg connection (postgres_batches.py).
         """
+        if self._engine.dialect.name == "postgresql":
+            async with self._engine.connect() as conn:
+                pg = (await conn.get_raw_connection()).driver_connection
+                assert pg is not None  # a checked-out connection always has its driver connection
+                async with pg.transaction():
+                    await postgres_batches.write_batch(pg, generations_, charges)
+        else:
+            await self._write_batch_sqlalchemy(generations_, charges)
+
+    async def _write_batch_sqlalchemy(
+        self, generations_: list[GenerationRecord], charges: list[Charge]
+    ) -> None:
+        """:meth:`write_batch` through SQLAlchemy (SQLite; on Postgres only to compare in tests)."""
         generation_rows = _unique_sorted(
             ({name: getattr(g, name) for name in _GENERATION_FIELDS} for g in generations_), "id"
         )

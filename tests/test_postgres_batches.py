@@ -1,0 +1,109 @@
+"""The Postgres batch through raw asyncpg (store/postgres_batches.py) against the SQLAlchemy one.
+
+Both must store the same rows; the batch contract itself (one transaction, charged once,
+concurrent batches) is in tests/test_store.py, which runs on Postgres through this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from aistats_gateway.store.db import create_engine
+from aistats_gateway.store.migrate import migrate
+from aistats_gateway.store.records import GenerationRecord
+from aistats_gateway.store.repositories import Store
+
+from .test_store import charge_for, make_record
+
+_COLUMNS = (
+    "workspace_id, key_id, endpoint, model, provider, upstream_model, status, streamed, finish_reason, "
+    "input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nano, latency_ms, ttft_ms, "
+    "error, created_at, attempts::text, usage_estimated"
+)
+
+
+def _variants(workspace_id: str, prefix: str) -> list[GenerationRecord]:
+    naive = datetime(2026, 11, 26, 10, 0, 0)  # no zone: taken as UTC by both paths
+    other_zone = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    return [
+        make_record(
+            workspace_id,
+            cost=1_500,
+            id=f"{prefix}1",
+            created_at=naive,
+            attempts=[{"provider": "é", "status": 200, "latency_ms": 3, "error": None}],
+        ),
+        make_record(
+            workspace_id,
+            cost=0,
+            id=f"{prefix}2",
+            created_at=other_zone,
+            streamed=True,
+            usage_estimated=True,
+            key_id=None,
+            error="x",
+            finish_reason=None,
+        ),
+        make_record(
+            workspace_id, cost=7, id=f"{prefix}3", created_at=datetime(2026, 1, 1, tzinfo=UTC), attempts=None
+        ),
+    ]
+
+
+def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores(postgres_url: str) -> None:
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
+        engine = create_engine(postgres_url)
+        try:
+            await migrate(engine)
+            store = Store(engine)
+            orm_ws = await store.ensure_workspace("orm")
+            raw_ws = await store.ensure_workspace("raw")
+            for ws in (orm_ws, raw_ws):
+                await store.grant_credits(ws.id, 10_000)
+            orm = _variants(orm_ws.id, "gen_orm_")
+            raw = _variants(raw_ws.id, "gen_raw_")
+            await store._write_batch_sqlalchemy(orm, [charge_for(r) for r in orm])
+            await store.write_batch(raw, [charge_for(r) for r in raw])
+            await store.write_batch(raw, [charge_for(r) for r in raw])  # a retry changes nothing
+            async with engine.connect() as conn:
+
+                async def rows(query: str, ws: str) -> list[Any]:
+                    result = await conn.exec_driver_sql(query, (ws,))
+                    return [tuple(row[1:]) for row in result]  # without the workspace id
+
+                generations = [
+                    await rows(
+                        f"SELECT {_COLUMNS} FROM generations WHERE workspace_id = $1 ORDER BY id", ws.id
+                    )
+                    for ws in (orm_ws, raw_ws)
+                ]
+                ledger = [
+                    await rows(
+                        "SELECT workspace_id, kind, amount_nano, right(generation_id, 1), note "
+                        "FROM ledger_entries WHERE workspace_id = $1 ORDER BY id",
+                        ws.id,
+                    )
+                    for ws in (orm_ws, raw_ws)
+                ]
+                wallets = [
+                    await rows(
+                        "SELECT workspace_id, balance_nano, granted_total_nano, spent_total_nano "
+                        "FROM wallets WHERE workspace_id = $1",
+                        ws.id,
+                    )
+                    for ws in (orm_ws, raw_ws)
+                ]
+            return generations, ledger, wallets
+        finally:
+            await engine.dispose()
+
+    generations, ledger, wallets = asyncio.run(main())
+    assert generations[0] == generations[1]
+    assert len(generations[0]) == 3
+    assert generations[0][0][16] == datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert generations[0][1][16] == datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
+    assert generations[0][2][17] == "null"  # attempts None: JSON null, as SQLAlchemy stores it
+    assert ledger[0] == ledger[1]
+    assert wallets[0] == wallets[1] == [(10_000 - 1_507, 10_000, 1_507)]
