@@ -78,6 +78,25 @@ def test_two_instances_never_hold_more_than_the_wallet_covers(workspace_id: str)
     assert results.count(True) == 80
 
 
+def test_a_retried_hold_with_the_same_id_is_held_once(workspace_id: str) -> None:
+    """A hold whose reply was lost (timeout) is sent again with the same id: held once."""
+
+    async def scenario() -> tuple[bool, int, bool, int]:
+        (book,) = await _books(1, workspace_id, 3 * UNIT)
+        shared = book.shared
+        assert shared is not None
+        try:
+            await shared.seed(WalletRow(workspace_id, 3 * UNIT, 3 * UNIT, 0), 0)
+            first = await shared.reserve(workspace_id, "gen_same", UNIT)
+            again = await shared.reserve(workspace_id, "gen_same", UNIT)
+            assert first is not None and again is not None
+            return first.held, first.available, again.held, again.available
+        finally:
+            await _close([book])
+
+    assert asyncio.run(scenario()) == (True, 2 * UNIT, True, 2 * UNIT)
+
+
 def test_settle_subtracts_the_cost_and_frees_the_rest_of_the_hold(workspace_id: str) -> None:
     async def scenario() -> tuple[int, int] | None:
         (book,) = await _books(1, workspace_id, 10 * UNIT)

@@ -42,8 +42,14 @@ _TIMEOUT_S = 1.0
 
 # KEYS: wallet, holds, amounts, expired. ARGV: now_ms, amount, hold_id, expires_ms.
 # Returns {1, available_after} when held, {0, available} when it does not fit, {-1} when unseeded.
+# A hold id already held is not held again ({1, available}): a retried call whose reply was lost.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
+  local held_balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or '0')
+  local held_reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+  return {1, held_balance - held_reserved}
+end
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 for _, id in ipairs(expired) do
@@ -181,7 +187,14 @@ class RedisWallets:
         """Hold ``amount`` if it fits; ``None`` when the wallet is not seeded in Redis yet."""
         now_ms = int(time.time() * 1000)
         expires_ms = now_ms + int(self.hold_ttl_s * 1000)
-        result = await self._run("reserve", _keys(workspace_id), (now_ms, amount, hold_id, expires_ms))
+        args = (now_ms, amount, hold_id, expires_ms)
+        try:
+            result = await self._run("reserve", _keys(workspace_id), args)
+        except SharedWalletUnavailable as exc:
+            # One more try before a paid request is refused: a reply lost to a timeout or a dropped
+            # connection must not fail the request, and the script holds a hold id only once.
+            log.info("retrying a wallet hold after %s", exc)
+            result = await self._run("reserve", _keys(workspace_id), args)
         assert isinstance(result, list)
         if int(result[0]) == -1:
             return None
