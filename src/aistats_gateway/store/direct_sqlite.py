@@ -31,12 +31,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow
+from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow, unique_sorted
 from .repositories import Store
 from .sqlite_batches import (
     GENERATION_COLUMNS,
@@ -142,12 +143,10 @@ class DirectSqliteStore(Store):
 
     async def write_batch(self, generations_: list[GenerationRecord], charges: list[Charge]) -> None:
         """:meth:`Store.write_batch` (same contract: one transaction, idempotent, safe to retry)."""
-        unique_generations = {record.id: record for record in reversed(generations_)}  # first wins
-        unique_charges = {charge.generation_id: charge for charge in reversed(charges)}
-        if not unique_generations and not unique_charges:
+        ordered_generations = unique_sorted(generations_, attrgetter("id"))
+        ordered_charges = unique_sorted(charges, attrgetter("generation_id"))
+        if not ordered_generations and not ordered_charges:
             return
-        ordered_generations = [unique_generations[key] for key in sorted(unique_generations)]
-        ordered_charges = [unique_charges[key] for key in sorted(unique_charges)]
         if self._writer is not None:
             writer = self._writer
             await self._run(lambda _: writer.write(_encoded_batch(ordered_generations, ordered_charges)))

@@ -16,14 +16,12 @@ batch contract on Postgres through this one.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Protocol
 
-from .records import Charge, GenerationRecord
+from .records import GENERATION_COLUMNS, Charge, GenerationRecord, unique_sorted
 
-GENERATION_COLUMNS = tuple(field.name for field in fields(GenerationRecord))
 _CREATED_INDEX = GENERATION_COLUMNS.index("created_at")
 _ATTEMPTS_INDEX = GENERATION_COLUMNS.index("attempts")
 _generation_values = attrgetter(*GENERATION_COLUMNS)
@@ -67,21 +65,15 @@ def generation_row(record: GenerationRecord) -> tuple[Any, ...]:
 async def write_batch(pg: AsyncpgConnection, records: list[GenerationRecord], charges: list[Charge]) -> None:
     """The batch inside the caller's transaction: generations, then the charges not written yet,
     then the wallets, by exactly what was inserted."""
-    unique_records: dict[str, GenerationRecord] = {}
-    for record in records:
-        unique_records.setdefault(record.id, record)  # first wins, as Store.write_batch
-    unique_charges: dict[str, Charge] = {}
-    for charge in charges:
-        unique_charges.setdefault(charge.generation_id, charge)
     # In chunks, each its own round trip: building and encoding a whole batch at once would hold
     # the event loop for a millisecond or more while requests wait.
-    ordered_records = [unique_records[k] for k in sorted(unique_records)]
+    ordered_records = unique_sorted(records, attrgetter("id"))
     for start in range(0, len(ordered_records), CHUNK_ROWS):
         chunk = ordered_records[start : start + CHUNK_ROWS]
         await pg.executemany(_INSERT_GENERATION, [generation_row(record) for record in chunk])
-    if not unique_charges:
+    ordered = unique_sorted(charges, attrgetter("generation_id"))
+    if not ordered:
         return
-    ordered = [unique_charges[k] for k in sorted(unique_charges)]
     now = datetime.now(UTC)
     spent: dict[str, int] = {}
     for start in range(0, len(ordered), CHUNK_ROWS):

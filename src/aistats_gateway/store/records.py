@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..money import nanos_to_usd
 
@@ -65,6 +66,21 @@ class GenerationRecord:
             "attempts": self.attempts or [],
             "created_at": int(self.created_at.timestamp()),
         }
+
+
+# The ``generations`` columns a batch writes, in one order for every writer: the record's fields.
+GENERATION_COLUMNS = tuple(item.name for item in fields(GenerationRecord))
+
+T = TypeVar("T")
+
+
+def unique_sorted(items: Iterable[T], key: Callable[[T], Any]) -> list[T]:
+    """One item per ``key`` (the first wins: a retried batch repeats its records), sorted by key,
+    so concurrent batches take their row locks in the same order."""
+    by_key: dict[Hashable, T] = {}
+    for item in items:
+        by_key.setdefault(key(item), item)
+    return [by_key[k] for k in sorted(by_key)]  # type: ignore[type-var]
 
 
 @dataclass(slots=True, frozen=True)

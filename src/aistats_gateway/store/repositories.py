@@ -8,10 +8,11 @@ dialect-specific part is ``INSERT … ON CONFLICT DO NOTHING`` (see ``_insert``)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, fields
+from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, RowMapping, Table, and_, bindparam, case, func, or_, select, update
@@ -22,12 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..ids import new_ulid
 from . import postgres_batches
 from .credentials import CredentialQueries
-from .records import ApiKeyRow, Charge, GenerationRecord, GrantOutcome, LedgerEntry, WalletRow, Workspace
+from .records import (
+    GENERATION_COLUMNS,
+    ApiKeyRow,
+    Charge,
+    GenerationRecord,
+    GrantOutcome,
+    LedgerEntry,
+    WalletRow,
+    Workspace,
+    unique_sorted,
+)
 from .tables import UtcDateTime, api_keys, generations, ledger_entries, meta, wallets, workspaces
 
 WORKSPACE_PREFIX = "ws_"
 # Plain attribute reads: dataclasses.asdict deep-copies and was a hot spot of the writer.
-_GENERATION_FIELDS = tuple(field.name for field in fields(GenerationRecord))
 
 
 class AlreadyExists(Exception):
@@ -506,10 +516,10 @@ class Store(CredentialQueries):
         self, generations_: list[GenerationRecord], charges: list[Charge]
     ) -> None:
         """:meth:`write_batch` through SQLAlchemy (SQLite; on Postgres only to compare in tests)."""
-        generation_rows = _unique_sorted(
-            ({name: getattr(g, name) for name in _GENERATION_FIELDS} for g in generations_), "id"
+        generation_rows = unique_sorted(
+            ({name: getattr(g, name) for name in GENERATION_COLUMNS} for g in generations_), itemgetter("id")
         )
-        charge_rows = _unique_sorted(
+        charge_rows: list[dict[str, Any]] = unique_sorted(
             (
                 {
                     "workspace_id": c.workspace_id,
@@ -520,7 +530,7 @@ class Store(CredentialQueries):
                 }
                 for c in charges
             ),
-            "generation_id",
+            itemgetter("generation_id"),
         )
         if not generation_rows and not charge_rows:
             return
@@ -622,11 +632,3 @@ _CHARGE_WALLET = (
         updated_at=bindparam("now", type_=UtcDateTime()),
     )
 )
-
-
-def _unique_sorted(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """Rows with a distinct ``key`` (first one wins), sorted by it."""
-    by_key: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        by_key.setdefault(row[key], row)
-    return [by_key[k] for k in sorted(by_key)]

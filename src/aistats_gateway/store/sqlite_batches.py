@@ -15,12 +15,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from .records import GenerationRecord
+from .records import GENERATION_COLUMNS, GenerationRecord
 
 BUSY_TIMEOUT_S = 5.0
 _LOCK_POLL_S = 0.001
@@ -29,7 +28,6 @@ _LOCK_POLL_S = 0.001
 # (sched_yield) after every few rows, so a waiting request runs first.
 YIELD_EVERY_ROWS = 32
 # As Store.write_batch: the record's fields name the columns written.
-GENERATION_COLUMNS = tuple(field.name for field in fields(GenerationRecord))
 _ATTEMPTS_INDEX = GENERATION_COLUMNS.index("attempts")
 _CREATED_INDEX = GENERATION_COLUMNS.index("created_at")
 _BOOL_INDEXES = tuple(GENERATION_COLUMNS.index(name) for name in ("streamed", "usage_estimated"))

@@ -106,10 +106,8 @@ class WriterClient:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._connection.close()
-            except OSError:
-                pass
             self._connection = None
 
 
