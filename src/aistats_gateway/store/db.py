@@ -11,6 +11,7 @@ from sqlalchemy import URL, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .direct_sqlite import DirectSqliteStore
+from .records import json_text
 from .repositories import Store
 from .sqlite_writer import WriterAddress
 
@@ -55,6 +56,7 @@ def create_engine(url: str) -> AsyncEngine:
         return _create_sqlite_engine(parsed)
     return create_async_engine(
         parsed,
+        json_serializer=json_text,
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_MAX_OVERFLOW,
         pool_pre_ping=True,
@@ -102,7 +104,7 @@ def _create_sqlite_engine(url: URL) -> AsyncEngine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, json_serializer=json_text)
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
     return engine
 

@@ -8,19 +8,18 @@ sent ``CHUNK_ROWS`` at a time so requests run between the chunks: generations wi
 ``executemany``, charges with ``INSERT … SELECT FROM unnest(…) RETURNING`` (only the entries
 really inserted move a wallet), wallets with one ``executemany``. The contract is
 :meth:`Store.write_batch`'s, and values are stored exactly as SQLAlchemy stores them (UTC
-``timestamptz``, attempts as ``json`` text from ``json.dumps``, so ``null`` for None):
+``timestamptz``, attempts as ``json`` text from :func:`~.records.json_text`, so ``null`` for None):
 tests/test_postgres_batches.py compares the rows of both paths, and tests/test_store.py runs the
 batch contract on Postgres through this one.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Protocol
 
-from .records import GENERATION_COLUMNS, Charge, GenerationRecord, unique_sorted
+from .records import GENERATION_COLUMNS, Charge, GenerationRecord, json_text, unique_sorted
 
 _CREATED_INDEX = GENERATION_COLUMNS.index("created_at")
 _ATTEMPTS_INDEX = GENERATION_COLUMNS.index("attempts")
@@ -58,7 +57,7 @@ def generation_row(record: GenerationRecord) -> tuple[Any, ...]:
     row = list(_generation_values(record))
     created: datetime = row[_CREATED_INDEX]
     row[_CREATED_INDEX] = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
-    row[_ATTEMPTS_INDEX] = json.dumps(row[_ATTEMPTS_INDEX])
+    row[_ATTEMPTS_INDEX] = json_text(row[_ATTEMPTS_INDEX])
     return tuple(row)
 
 

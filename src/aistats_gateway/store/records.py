@@ -7,7 +7,15 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from ..money import nanos_to_usd
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's stored text, the same on every write path (SQLAlchemy's ``json_serializer``
+    and the raw batch writers): compact orjson, UTF-8 kept, non-string keys turned into strings."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 @dataclass(slots=True)

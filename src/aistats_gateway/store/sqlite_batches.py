@@ -3,14 +3,13 @@
 Used by the worker's database thread (:class:`~.direct_sqlite.DirectSqliteStore`) and by the
 writer process of ``serve --workers N`` (:mod:`.sqlite_writer`), so both write the very same
 statements. Values are stored exactly as SQLAlchemy stores them on SQLite (UTC timestamps as
-``YYYY-MM-DD HH:MM:SS.ffffff``, JSON via ``json.dumps``, booleans as 0/1). No SQLAlchemy here:
+``YYYY-MM-DD HH:MM:SS.ffffff``, JSON as :func:`~.records.json_text`, booleans as 0/1). No SQLAlchemy here:
 the writer process imports only this.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import time
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from .records import GENERATION_COLUMNS, GenerationRecord
+from .records import GENERATION_COLUMNS, GenerationRecord, json_text
 
 BUSY_TIMEOUT_S = 5.0
 _LOCK_POLL_S = 0.001
@@ -51,9 +50,10 @@ _IN_CHUNK = 500
 
 def sqlite_timestamp(value: datetime) -> str:
     """A timestamp as SQLAlchemy's SQLite ``DATETIME`` stores it: UTC, microseconds always."""
-    if value.tzinfo is not None:
+    if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat is ~2x faster than strftime; [:26] drops a "+00:00" suffix.
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def generation_row(record: GenerationRecord) -> tuple[Any, ...]:
@@ -70,7 +70,7 @@ def generation_row_from_json(record: dict[str, Any]) -> tuple[Any, ...]:
 
 def _stored(row: list[Any]) -> tuple[Any, ...]:
     row[_CREATED_INDEX] = sqlite_timestamp(row[_CREATED_INDEX])
-    row[_ATTEMPTS_INDEX] = json.dumps(row[_ATTEMPTS_INDEX])
+    row[_ATTEMPTS_INDEX] = json_text(row[_ATTEMPTS_INDEX])
     for index in _BOOL_INDEXES:
         row[index] = 1 if row[index] else 0
     return tuple(row)
