@@ -1064,3 +1064,14 @@ def test_encode_omits_tool_settings_that_ask_for_nothing_without_tools() -> None
     assert body["tool_choice"] == "required"
     body = CODEC.encode_request(request(tools=[Tool("f")], parallel_tool_calls=False), TARGET)
     assert body["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize(
+    ("reported", "counted"),
+    [(12, 12), (0, 0), (-3, 0), (True, 0), (None, 0), ("7", 7), (7.9, 7), ("many", 0), ([1], 0)],
+)
+def test_usage_counts_that_are_not_plain_positive_integers_are_read_safely(
+    reported: Any, counted: int
+) -> None:
+    usage = Usage.from_openai_chat({"prompt_tokens": reported, "completion_tokens": 1})
+    assert usage is not None and usage.input_tokens == counted and usage.output_tokens == 1

@@ -10,6 +10,7 @@ bounded pools per origin, connect and read timeouts, TLS, and gzip/deflate bodie
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 import zlib
@@ -42,6 +43,7 @@ class Origin:
         return self.host if self.port == default else f"{self.host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few provider URLs on every request
 def split_url(url: str) -> tuple[Origin, str]:
     """``(origin, path?query)`` of an http(s) URL."""
     parts = urlsplit(url)
