@@ -141,7 +141,7 @@ def test_the_writer_process_outlives_sigterm_and_sigint_and_stops_with_serve(tmp
     assert process.restarts == 0, "a requested stop is not a crash"
 
 
-def test_the_writer_process_exits_when_serve_dies(tmp_path: Path) -> None:
+def test_the_writer_process_exits_and_removes_its_socket_folder_when_serve_dies(tmp_path: Path) -> None:
     """``serve`` killed with SIGKILL cannot stop it: the control socket's end of file does."""
     database = migrated(tmp_path / "g.db")
     parent = subprocess.Popen(
@@ -151,17 +151,19 @@ def test_the_writer_process_exits_when_serve_dies(tmp_path: Path) -> None:
             "import sys, time\n"
             "from aistats_gateway.store.sqlite_writer import SqliteWriterProcess\n"
             f"p = SqliteWriterProcess({str(database)!r}); p.start()\n"
-            "print(p.pid, flush=True); time.sleep(60)\n",
+            "print(p.pid, p.address.socket_path, flush=True); time.sleep(60)\n",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert parent.stdout is not None
-    child = int(parent.stdout.readline())
-    assert alive(child)
+    pid, socket_path = parent.stdout.readline().split()
+    child = int(pid)
+    assert alive(child) and Path(socket_path).exists()
     parent.kill()
     parent.wait()
     wait_for(lambda: not alive(child), timeout=10, interval=0.05)
+    assert not Path(socket_path).parent.exists()  # nothing left behind in the temp folder
 
 
 def test_a_client_without_the_key_is_refused(tmp_path: Path, writer_process: SqliteWriterProcess) -> None:

@@ -254,6 +254,10 @@ def serve_writer(database_path: str, socket_path: str, authkey: bytes, control: 
             while control.recv(64):
                 pass
         with write_lock:  # never in the middle of a transaction
+            # serve removes the socket's folder when it stops; when it was killed, nobody else will.
+            with contextlib.suppress(OSError):
+                os.unlink(socket_path)
+                os.rmdir(os.path.dirname(socket_path))
             os._exit(0)
 
     def handle(connection: Connection) -> None:
