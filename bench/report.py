@@ -337,6 +337,7 @@ def markdown(
         f"- Command: `{meta['command']}` (ran `{meta['argv']}`)",
         f"- Date: {meta['date']}",
         f"- Machine: {meta['cpu']}, {meta['nproc']} cores, {meta['memory']}, Linux {meta['kernel']}",
+        f"- Database: {meta.get('database', 'a fresh SQLite file per gateway')}",
         f"- Versions: gateway {meta['gateway']}, Python {meta['python']}, LiteLLM {meta['litellm']}, "
         f"nginx {meta['nginx']}, wrk {meta['wrk']}",
         f"- Each cell: {meta['duration']} s of wrk after a {meta['warmup']} s warm-up, "

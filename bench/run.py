@@ -12,6 +12,7 @@ at the end, also on failure. Raw results go to bench/results/run-<time>/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -23,7 +24,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import httpx
 
 import report
 import targets as tg
+from database import PostgresForBench
 from procs import (
     Proc,
     ProcessSet,
@@ -45,6 +47,9 @@ from results import FAILED, OK, UNAVAILABLE, Cell, ProbeResult, SoakSample, Targ
 from scenarios import PROBE_SCENARIO, Expected, Scenario, full_matrix, load_expected, quick_matrix
 from validate import Invalid, validate
 from wrkrun import WrkError, WrkResult, run_wrk
+
+# The database URL for a gateway target by name (None: its own SQLite file).
+DatabaseFor = Callable[[str], str | None]
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -265,6 +270,7 @@ def run_scaling(
     rounds: int,
     duration: float,
     warmup: float,
+    database: DatabaseFor,
 ) -> list[Cell]:
     """Chat at 64 connections: one worker on core 0 against ``--workers 2`` on both cores.
 
@@ -277,7 +283,8 @@ def run_scaling(
     log(f"  scale-out: {name} on cores {tg.TARGET_CORE},{tg.LOAD_CORE}")
     try:
         many = tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin, name=name,
-                                workers=SCALE_WORKERS, cores=f"{tg.TARGET_CORE},{tg.LOAD_CORE}")  # fmt: skip
+                                workers=SCALE_WORKERS, cores=f"{tg.TARGET_CORE},{tg.LOAD_CORE}",
+                                database_url=database(name))  # fmt: skip
     except StartError as exc:
         return [Cell(SCALE_SCENARIO.key, name, status=FAILED, note=f"did not start: {exc}")]
     try:
@@ -464,6 +471,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="report an earlier run's soak (its results.json) with this one, e.g. in docs/performance.md",
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="what the gateways store in: a fresh SQLite file each (default), or a fresh database each "
+        "on the machine's Postgres, pinned to the load core for the run (bench/database.py)",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the --workers scale-out step")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--keep-data", action="store_true", help="keep the gateway's database of the run")
@@ -484,9 +498,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if not (args.base / "aistats_gateway").is_dir():
             parser.error(f"--base {args.base}: no aistats_gateway package there (give a checkout's src)")
         args.targets += ",base"
-    # docs/performance.md is the full matrix with every target; a partial run does not replace it.
-    if args.quick or args.only or args.base or set(args.targets.split(",")) != set(ALL_TARGETS):
+    # docs/performance.md is the full matrix with every target on SQLite; a partial run does not
+    # replace it, and bench/baseline.json is SQLite's.
+    full = not (args.quick or args.only or args.base) and set(args.targets.split(",")) == set(ALL_TARGETS)
+    if not full or args.database != "sqlite":
         args.no_docs = True
+    if args.save_baseline and args.database != "sqlite":
+        parser.error("--save-baseline: bench/baseline.json is measured on SQLite")
     args.duration = args.duration or (6.0 if args.quick else 10.0)
     args.warmup = 1.0 if args.warmup is None else args.warmup
     return args
@@ -499,6 +517,7 @@ def start_targets(
     mock_port: int,
     mock: Proc,
     base: Path | None = None,
+    database: DatabaseFor = lambda _: None,
 ) -> list[tg.Target]:
     gateway_bin = Path(sys.executable).parent / "aistats-gateway"
     started: list[tg.Target] = []
@@ -514,10 +533,12 @@ def start_targets(
                 log(f"  LiteLLM {target.unavailable}")
             started.append(target)
         elif name == "gateway":
-            started.append(tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin))
+            port, url = free_port(), database(name)
+            started.append(tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, database_url=url))
         elif name == "base" and base is not None:
             port = free_port()
-            target = tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, name="base", source=base)
+            target = tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, name="base", source=base,
+                                      database_url=database(name))  # fmt: skip
             started.append(target)
         else:
             raise SystemExit(f"unknown target {name!r}")
@@ -547,11 +568,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes: list[ProbeResult] = []
     soak: list[SoakSample] = []
     scaling: list[Cell] = []
-    with ProcessSet() as procs:
+    with contextlib.ExitStack() as stack:  # the databases outlive the processes that use them
+        database: DatabaseFor = lambda _: None  # noqa: E731
+        meta["database"] = "a fresh SQLite file per gateway"
+        if args.database == "postgres":
+            postgres = stack.enter_context(PostgresForBench(tg.LOAD_CORE))
+            database = postgres.database_url
+            meta["database"] = f"a fresh database per gateway; {postgres.note}"
+            log(f"bench: {postgres.note}")
+        procs = stack.enter_context(ProcessSet())
         try:
             mock_port = free_port()
             mock = tg.start_mock(procs, run_dir, mock_port)
-            targets = start_targets(procs, names, run_dir, mock_port, mock, args.base)
+            targets = start_targets(procs, names, run_dir, mock_port, mock, args.base, database)
         except StartError as exc:
             log(f"bench: {exc}")
             return 2
@@ -575,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_scaling and gateway is not None:
             scaling = run_scaling(procs, gateway, expected, run_dir=run_dir, mock_port=mock_port,
                                   mock_pid=mock.pid, rounds=args.rounds, duration=args.duration,
-                                  warmup=args.warmup)  # fmt: skip
+                                  warmup=args.warmup, database=database)  # fmt: skip
         if args.soak and gateway is not None:
             log(f"  soak: chat at 64 connections → gateway for {args.soak:g} s")
             soak = run_soak(gateway, args.soak, run_dir, mock.pid)

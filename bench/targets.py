@@ -141,17 +141,21 @@ def start_gateway(
     source: Path | None = None,
     workers: int = 1,
     cores: str = str(TARGET_CORE),
+    database_url: str | None = None,
 ) -> Target:
     """A fresh gateway (new SQLite data dir), a key and credits for ``default``, one worker.
 
     ``workers`` and ``cores`` (a ``taskset`` list) are for the scale-out step. ``source`` runs
     the package from another checkout's ``src`` (``PYTHONPATH`` comes before the venv's editable
     install): the ``base`` target, an older commit measured in the same session.
+    ``database_url`` (a fresh, empty database) replaces the SQLite file.
     """
     directory = run_dir / name
     shutil.rmtree(directory / "data", ignore_errors=True)
     conf = configs.write_gateway_conf(directory, mock_port)
     env = {**os.environ, "AISTATS_DATA_DIR": str(directory / "data")}
+    if database_url is not None:
+        env["AISTATS_DATABASE_URL"] = database_url
     if source is not None:
         env["PYTHONPATH"] = str(source)
     created = orjson.loads(

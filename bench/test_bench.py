@@ -254,3 +254,53 @@ def test_base_adds_an_interleaved_target_and_never_writes_the_doc(tmp_path: Path
     assert not parse_args([]).no_docs
     with pytest.raises(SystemExit):
         parse_args(["--base", str(tmp_path)])  # no aistats_gateway package there
+
+
+def test_a_postgres_run_never_replaces_the_sqlite_doc_or_baseline() -> None:
+    assert parse_args([]).database == "sqlite"
+    args = parse_args(["--database", "postgres"])
+    assert args.database == "postgres" and args.no_docs
+    with pytest.raises(SystemExit):
+        parse_args(["--database", "postgres", "--save-baseline"])
+    with pytest.raises(SystemExit):
+        parse_args(["--database", "mysql"])
+
+
+def test_postgres_for_bench_pins_the_server_to_the_load_core_and_puts_it_back() -> None:
+    """Against the machine's Postgres (skipped without one): pinned inside, restored after, and
+    the run's databases dropped."""
+    import asyncio
+    import os
+    import socket
+
+    import database
+
+    try:
+        socket.create_connection((database.PG_HOST, database.PG_PORT), timeout=0.5).close()
+    except OSError:
+        pytest.skip("no Postgres on this machine")
+    pids = database.postgres_pids()
+    if not pids or os.geteuid() != 0:
+        pytest.skip("pinning Postgres needs its processes visible and root")
+    before = {pid: os.sched_getaffinity(pid) for pid in pids}
+    with database.PostgresForBench(core=1) as postgres:
+        assert "pinned to core 1" in postgres.note
+        assert all(os.sched_getaffinity(pid) == {1} for pid in pids if pid in database.postgres_pids())
+        url = postgres.database_url("probe")
+        name = url.rsplit("/", 1)[1]
+
+    async def exists() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=database.PG_HOST, port=database.PG_PORT, user=database.PG_USER, database=database.PG_ADMIN_DB
+        )
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    assert not asyncio.run(exists())
+    for pid, cores in before.items():
+        if pid in database.postgres_pids():
+            assert os.sched_getaffinity(pid) == cores
