@@ -7,13 +7,16 @@ concurrent batches) is in tests/test_store.py, which runs on Postgres through th
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
 from aistats_gateway.store.db import create_engine
 from aistats_gateway.store.migrate import migrate
+from aistats_gateway.store.postgres_thread import ThreadedPostgresStore
 from aistats_gateway.store.records import GenerationRecord
-from aistats_gateway.store.repositories import Store
 
 from .test_store import charge_for, make_record
 
@@ -55,9 +58,9 @@ def _variants(workspace_id: str, prefix: str) -> list[GenerationRecord]:
 def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores(postgres_url: str) -> None:
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
         engine = create_engine(postgres_url)
+        store = ThreadedPostgresStore(engine)
         try:
             await migrate(engine)
-            store = Store(engine)
             orm_ws = await store.ensure_workspace("orm")
             raw_ws = await store.ensure_workspace("raw")
             for ws in (orm_ws, raw_ws):
@@ -97,6 +100,7 @@ def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores(postgres_url:
                 ]
             return generations, ledger, wallets
         finally:
+            await store.close()
             await engine.dispose()
 
     generations, ledger, wallets = asyncio.run(main())
@@ -107,3 +111,59 @@ def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores(postgres_url:
     assert generations[0][2][17] == "null"  # attempts None: JSON null, as SQLAlchemy stores it
     assert ledger[0] == ledger[1]
     assert wallets[0] == wallets[1] == [(10_000 - 1_507, 10_000, 1_507)]
+
+
+def _with_threaded_store(postgres_url: str, body: Any) -> Any:
+    async def main() -> Any:
+        engine = create_engine(postgres_url)
+        store = ThreadedPostgresStore(engine)
+        try:
+            await migrate(engine)
+            return await body(store)
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def test_postgres_batches_run_on_their_own_thread_and_connection(postgres_url: str) -> None:
+    async def body(store: ThreadedPostgresStore) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000)
+        record = make_record(ws.id, cost=10)
+        await store.write_batch([record], [charge_for(record)])
+        async with store.engine.connect() as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            connections = (await conn.exec_driver_sql(query)).scalar()
+        assert connections is not None and connections >= 2  # the pool's connection and the batch thread's
+        assert "aistats-postgres" in {thread.name for thread in threading.enumerate()}
+        assert (await store.load_wallets())[0].balance_nano == 990
+        await store.close()
+        assert "aistats-postgres" not in {thread.name for thread in threading.enumerate()}
+        again = make_record(ws.id, cost=5)  # after close, the next batch starts them again
+        await store.write_batch([again], [charge_for(again)])
+        assert (await store.load_wallets())[0].balance_nano == 985
+
+    _with_threaded_store(postgres_url, body)
+
+
+def test_a_killed_batch_connection_fails_one_batch_and_the_retry_reconnects(postgres_url: str) -> None:
+    async def body(store: ThreadedPostgresStore) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000)
+        first = make_record(ws.id, cost=10)
+        await store.write_batch([first], [charge_for(first)])
+        async with store.engine.connect() as conn:  # the server drops every other connection
+            await conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        second = make_record(ws.id, cost=20)
+        with pytest.raises(Exception):  # noqa: B017 - asyncpg's or the socket's error, either is fine
+            await store.write_batch([second], [charge_for(second)])
+        await store.write_batch([second], [charge_for(second)])  # the writer's retry
+        await store.write_batch([second], [charge_for(second)])  # and a repeat: charged once
+        assert (await store.load_wallets())[0].balance_nano == 970
+
+    _with_threaded_store(postgres_url, body)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, inspect, text
 from aistats_gateway.ids import new_generation_id
 from aistats_gateway.store.db import create_engine, default_sqlite_url
 from aistats_gateway.store.migrate import current_revision, head_revision, migrate
+from aistats_gateway.store.postgres_thread import ThreadedPostgresStore
 from aistats_gateway.store.records import Charge, GenerationRecord
 from aistats_gateway.store.repositories import AlreadyExists, NotFound, Store
 from aistats_gateway.store.tables import ALL_TABLES, metadata
@@ -27,11 +28,16 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def open_store(url: str) -> AsyncIterator[Store]:
+    """SQLite through SQLAlchemy (the direct path has tests/test_direct_sqlite.py), Postgres as the
+    server runs it: batches on the store's own thread and connection (postgres_thread.py)."""
     engine = create_engine(url)
+    store = ThreadedPostgresStore(engine) if engine.dialect.name == "postgresql" else Store(engine)
     try:
         await migrate(engine)
-        yield Store(engine)
+        yield store
     finally:
+        if isinstance(store, ThreadedPostgresStore):
+            await store.close()
         await engine.dispose()
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import URL, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .direct_sqlite import DirectSqliteStore
+from .postgres_thread import CONNECT_TIMEOUT_S as PG_CONNECT_TIMEOUT_S
+from .postgres_thread import ThreadedPostgresStore
 from .records import json_text
 from .repositories import Store
 from .sqlite_writer import WriterAddress
@@ -18,7 +20,6 @@ from .sqlite_writer import WriterAddress
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 5
-PG_CONNECT_TIMEOUT_S = 5.0
 
 # A bare driver name means "the async driver we ship".
 _ASYNC_DRIVERS = {
@@ -90,12 +91,14 @@ def create_store(url: str, sqlite_writer: WriterAddress | None = None) -> Store:
     path = sqlite_file_path(url)
     if path is not None:
         return DirectSqliteStore(engine, path, sqlite_writer)
+    if engine.dialect.name == "postgresql":
+        return ThreadedPostgresStore(engine)
     return Store(engine)
 
 
 async def close_store(store: Store) -> None:
     """Release a store from :func:`create_store`: its dedicated thread, then the engine's pool."""
-    if isinstance(store, DirectSqliteStore):
+    if isinstance(store, DirectSqliteStore | ThreadedPostgresStore):
         await store.close()
     await store.engine.dispose()
 

@@ -21,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..ids import new_ulid
-from . import postgres_batches
 from .credentials import CredentialQueries
 from .records import (
     GENERATION_COLUMNS,
@@ -501,21 +500,15 @@ class Store(CredentialQueries):
         entry (zero amounts included) unless that generation already has one; only entries
         really inserted here move the wallet, so a retried or duplicated charge never bills twice.
         Rows are written in key order so concurrent batches lock in the same order (no deadlock).
-        On Postgres the batch goes through the raw asyncpg connection (postgres_batches.py).
+        This is the SQLAlchemy path; the server's stores write batches through the raw drivers on
+        a thread of their own (direct_sqlite.py, postgres_thread.py), which tests compare with it.
         """
-        if self._engine.dialect.name == "postgresql":
-            async with self._engine.connect() as conn:
-                pg = (await conn.get_raw_connection()).driver_connection
-                assert pg is not None  # a checked-out connection always has its driver connection
-                async with pg.transaction():
-                    await postgres_batches.write_batch(pg, generations_, charges)
-        else:
-            await self._write_batch_sqlalchemy(generations_, charges)
+        await self._write_batch_sqlalchemy(generations_, charges)
 
     async def _write_batch_sqlalchemy(
         self, generations_: list[GenerationRecord], charges: list[Charge]
     ) -> None:
-        """:meth:`write_batch` through SQLAlchemy (SQLite; on Postgres only to compare in tests)."""
+        """:meth:`write_batch` through SQLAlchemy, on any dialect."""
         generation_rows = unique_sorted(
             ({name: getattr(g, name) for name in GENERATION_COLUMNS} for g in generations_), itemgetter("id")
         )
