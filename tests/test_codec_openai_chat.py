@@ -1075,3 +1075,12 @@ def test_usage_counts_that_are_not_plain_positive_integers_are_read_safely(
 ) -> None:
     usage = Usage.from_openai_chat({"prompt_tokens": reported, "completion_tokens": 1})
     assert usage is not None and usage.input_tokens == counted and usage.output_tokens == 1
+
+
+def test_usage_at_most_bounds_every_count_and_keeps_usage_within_the_bound_as_is() -> None:
+    usage = Usage(input_tokens=10, output_tokens=4, reasoning_tokens=2)
+    assert usage.at_most(10) is usage
+    huge = Usage(input_tokens=10**12, cached_input_tokens=10**11, output_tokens=4, output_image_tokens=10**10)
+    assert huge.at_most(1_000) == Usage(
+        input_tokens=1_000, cached_input_tokens=1_000, output_tokens=4, output_image_tokens=1_000
+    )

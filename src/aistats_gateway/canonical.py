@@ -9,7 +9,7 @@ stream decoder/encoder pair), so N formats need N codecs, not N² translators.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -37,6 +37,13 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def at_most(self, limit: int) -> Usage:
+        """This usage with no count above ``limit``; itself when none is (the usual case)."""
+        counts = [getattr(self, name) for name in _USAGE_FIELDS]
+        if max(counts) <= limit:
+            return self
+        return Usage(*(min(count, limit) for count in counts))
 
     @classmethod
     def from_openai_chat(cls, usage: dict | None) -> Usage | None:
@@ -144,6 +151,7 @@ class Usage:
 
 
 _NUMERIC = (int, float, str)
+_USAGE_FIELDS = tuple(item.name for item in fields(Usage))
 
 
 def _count(details: dict | None, key: str) -> int:

@@ -11,7 +11,7 @@ from ..byok.fee import ByokFee
 from ..canonical import Usage
 from ..metrics import Metrics
 from ..money import PriceCard
-from ..store.records import Charge, GenerationRecord
+from ..store.records import MAX_STORED_NANOS, MAX_STORED_TOKENS, Charge, GenerationRecord
 from ..store.writer import BatchedWriter
 from .auth import Principal
 from .billing import Reservation, WalletBook
@@ -122,10 +122,15 @@ class Generation:
         return max(0.0, time.perf_counter() - self.started - self.upstream_s)
 
     def cost_of(self, usage: Usage) -> int:
-        """What ``usage`` is billed: the list price, or the BYOK fee of it (rounded up)."""
+        """What ``usage`` is billed: the list price, or the BYOK fee of it (rounded up).
+
+        Counts above what the usage columns hold (a provider reporting billions of tokens) are
+        billed and recorded as that maximum, so the record can always be written.
+        """
+        usage = usage.at_most(MAX_STORED_TOKENS)
         cost = self.price.cost(usage) if self.price else 0
         fee = self.byok_fee
-        return cost if fee is None else fee.apply(cost)
+        return min(cost if fee is None else fee.apply(cost), MAX_STORED_NANOS)
 
     def close(
         self,
@@ -146,6 +151,7 @@ class Generation:
         self.closed = True
         if cost is None:
             cost = self.cost_of(usage) if usage is not None else 0
+        cost = min(cost, MAX_STORED_NANOS)
         charge = None
         if self.reservation is not None:
             if usage is not None:
@@ -154,7 +160,7 @@ class Generation:
                     charge = Charge(self.id, self.principal.workspace_id, cost)
             else:
                 self.wallets.release(self.reservation)
-        usage = usage or Usage()
+        usage = (usage or Usage()).at_most(MAX_STORED_TOKENS)
         if self.limit_ticket is not None:
             self.limit_ticket.settle(
                 usage.input_tokens + usage.output_tokens, cost if charge is not None else 0

@@ -76,6 +76,11 @@ class GenerationRecord:
         }
 
 
+# The largest values the columns hold on every database (Postgres INTEGER and BIGINT): a count or
+# cost above them would make every retry of its batch fail, so nothing larger is ever recorded.
+MAX_STORED_TOKENS = 2**31 - 1
+MAX_STORED_NANOS = 2**63 - 1
+
 # The ``generations`` columns a batch writes, in one order for every writer: the record's fields.
 GENERATION_COLUMNS = tuple(item.name for item in fields(GenerationRecord))
 
