@@ -44,7 +44,7 @@ from aistats_gateway.canonical import (
 )
 from aistats_gateway.formats.base import Codec, ResponseContext, Target
 from aistats_gateway.formats.gemini import CODEC, NO_SURFACE_MESSAGE
-from aistats_gateway.formats.gemini.response import FINISH_REASONS
+from aistats_gateway.formats.gemini.response import FINISH_REASONS, usage_from_metadata
 from aistats_gateway.formats.sse import SSEDecoder
 from aistats_gateway.pipeline.upstream_errors import provider_message
 from tests.fakes.gemini_server import Behaviour, FakeGemini, FakeGeminiServer
@@ -769,3 +769,21 @@ def test_fake_server_stream_decodes_to_the_same_answer_as_the_whole_response(
     assert events[-1] == Finish("tool_calls")
     usage = [e.usage for e in events if isinstance(e, UsageUpdate)][-1]
     assert usage.reasoning_tokens == 2 and usage.output_tokens > usage.reasoning_tokens
+
+
+def test_usage_metadata_with_malformed_counts_reads_them_as_zero_instead_of_failing_the_reply() -> None:
+    usage = usage_from_metadata(
+        {
+            "promptTokenCount": "many",
+            "candidatesTokenCount": 4,
+            "thoughtsTokenCount": None,
+            "cachedContentTokenCount": -2,
+        }
+    )
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens, usage.cached_input_tokens) == (
+        0,
+        4,
+        0,
+        0,
+    )

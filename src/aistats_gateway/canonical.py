@@ -57,17 +57,17 @@ class Usage:
             return None
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
-        cached = _count(prompt_details, "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
+        cached = token_count(prompt_details, "cached_tokens") or token_count(usage, "prompt_cache_hit_tokens")
         return cls(
-            input_tokens=_count(usage, "prompt_tokens"),
+            input_tokens=token_count(usage, "prompt_tokens"),
             cached_input_tokens=cached,
-            output_tokens=_count(usage, "completion_tokens"),
-            reasoning_tokens=_count(completion_details, "reasoning_tokens"),
-            cache_write_tokens=_count(prompt_details, "cache_write_tokens"),
-            input_audio_tokens=_count(prompt_details, "audio_tokens"),
-            output_audio_tokens=_count(completion_details, "audio_tokens"),
-            input_image_tokens=_count(prompt_details, "image_tokens"),
-            output_image_tokens=_count(completion_details, "image_tokens"),
+            output_tokens=token_count(usage, "completion_tokens"),
+            reasoning_tokens=token_count(completion_details, "reasoning_tokens"),
+            cache_write_tokens=token_count(prompt_details, "cache_write_tokens"),
+            input_audio_tokens=token_count(prompt_details, "audio_tokens"),
+            output_audio_tokens=token_count(completion_details, "audio_tokens"),
+            input_image_tokens=token_count(prompt_details, "image_tokens"),
+            output_image_tokens=token_count(completion_details, "image_tokens"),
         )
 
     @classmethod
@@ -79,15 +79,15 @@ class Usage:
         input_details = usage.get("input_tokens_details") or {}
         output_details = usage.get("output_tokens_details") or {}
         return cls(
-            input_tokens=_count(usage, "input_tokens"),
-            cached_input_tokens=_count(input_details, "cached_tokens"),
-            output_tokens=_count(usage, "output_tokens"),
-            reasoning_tokens=_count(output_details, "reasoning_tokens"),
-            cache_write_tokens=_count(input_details, "cache_write_tokens"),
-            input_audio_tokens=_count(input_details, "audio_tokens"),
-            output_audio_tokens=_count(output_details, "audio_tokens"),
-            input_image_tokens=_count(input_details, "image_tokens"),
-            output_image_tokens=_count(output_details, "image_tokens"),
+            input_tokens=token_count(usage, "input_tokens"),
+            cached_input_tokens=token_count(input_details, "cached_tokens"),
+            output_tokens=token_count(usage, "output_tokens"),
+            reasoning_tokens=token_count(output_details, "reasoning_tokens"),
+            cache_write_tokens=token_count(input_details, "cache_write_tokens"),
+            input_audio_tokens=token_count(input_details, "audio_tokens"),
+            output_audio_tokens=token_count(output_details, "audio_tokens"),
+            input_image_tokens=token_count(input_details, "image_tokens"),
+            output_image_tokens=token_count(output_details, "image_tokens"),
         )
 
     @classmethod
@@ -99,17 +99,17 @@ class Usage:
         """
         if not usage:
             return None
-        cache_read = _count(usage, "cache_read_input_tokens")
-        cache_write = _count(usage, "cache_creation_input_tokens")
+        cache_read = token_count(usage, "cache_read_input_tokens")
+        cache_write = token_count(usage, "cache_creation_input_tokens")
         creation = usage.get("cache_creation")
         output_details = usage.get("output_tokens_details") or {}
         return cls(
-            input_tokens=_count(usage, "input_tokens") + cache_read + cache_write,
+            input_tokens=token_count(usage, "input_tokens") + cache_read + cache_write,
             cached_input_tokens=cache_read,
-            output_tokens=_count(usage, "output_tokens"),
-            reasoning_tokens=_count(output_details, "thinking_tokens"),
+            output_tokens=token_count(usage, "output_tokens"),
+            reasoning_tokens=token_count(output_details, "thinking_tokens"),
             cache_write_tokens=cache_write,
-            cache_write_1h_tokens=_count(creation, "ephemeral_1h_input_tokens")
+            cache_write_1h_tokens=token_count(creation, "ephemeral_1h_input_tokens")
             if isinstance(creation, dict)
             else 0,
         )
@@ -154,8 +154,8 @@ _NUMERIC = (int, float, str)
 _USAGE_FIELDS = tuple(item.name for item in fields(Usage))
 
 
-def _count(details: dict | None, key: str) -> int:
-    """A token count from a usage object; absent, null or non-numeric counts are 0."""
+def token_count(details: dict | None, key: str) -> int:
+    """A token count from a usage object (any provider's); absent, null or non-numeric counts are 0."""
     value = (details or {}).get(key)
     if type(value) is int:  # the usual case, checked first: this runs ~10 times per request
         return value if value > 0 else 0

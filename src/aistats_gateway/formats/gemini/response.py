@@ -28,6 +28,7 @@ from ...canonical import (
     ThinkingPart,
     ToolCallPart,
     Usage,
+    token_count,
 )
 
 # Gemini finishReason -> canonical. STOP becomes "tool_calls" when the answer holds a call
@@ -85,15 +86,15 @@ def usage_from_metadata(metadata: dict[str, Any] | None) -> Usage | None:
     """
     if not metadata:
         return None
-    thoughts = int(metadata.get("thoughtsTokenCount") or 0)
+    thoughts = token_count(metadata, "thoughtsTokenCount")
     prompt = _by_modality(metadata.get("promptTokensDetails"))
     cached = _by_modality(metadata.get("cacheTokensDetails"))
     candidates = _by_modality(metadata.get("candidatesTokensDetails"))
     return Usage(
-        input_tokens=int(metadata.get("promptTokenCount") or 0)
-        + int(metadata.get("toolUsePromptTokenCount") or 0),
-        cached_input_tokens=int(metadata.get("cachedContentTokenCount") or 0),
-        output_tokens=int(metadata.get("candidatesTokenCount") or 0) + thoughts,
+        input_tokens=token_count(metadata, "promptTokenCount")
+        + token_count(metadata, "toolUsePromptTokenCount"),
+        cached_input_tokens=token_count(metadata, "cachedContentTokenCount"),
+        output_tokens=token_count(metadata, "candidatesTokenCount") + thoughts,
         reasoning_tokens=thoughts,
         input_audio_tokens=max(prompt.get("AUDIO", 0) - cached.get("AUDIO", 0), 0),
         input_image_tokens=max(prompt.get("IMAGE", 0) - cached.get("IMAGE", 0), 0),
