@@ -174,6 +174,19 @@ def test_goals_compare_the_gateway_with_litellm_and_direct() -> None:
     assert verdicts["added p99 at one connection ≤ 1 ms (chat)"] == "FAIL"
 
 
+def test_the_one_connection_goal_shows_what_nginx_adds_in_the_same_run() -> None:
+    cells = {
+        ("chat-c1", "gateway"): Cell("chat-c1", "gateway", p99_ms=1.3),
+        ("chat-c1", "direct"): Cell("chat-c1", "direct", p99_ms=0.05),
+        ("chat-c1", "nginx"): Cell("chat-c1", "nginx", p99_ms=1.15),
+        ("responses-c1", "gateway"): Cell("responses-c1", "gateway", p99_ms=0.9),
+        ("responses-c1", "direct"): Cell("responses-c1", "direct", p99_ms=0.05),
+    }
+    measured = {g.goal: (g.measured, g.verdict) for g in goals(cells, [], [])}
+    assert measured["added p99 at one connection ≤ 1 ms (chat)"] == ("1.25 ms (nginx adds 1.10 ms)", "FAIL")
+    assert measured["added p99 at one connection ≤ 1 ms (responses)"] == ("0.85 ms", "pass")
+
+
 def test_scaling_goal_compares_requests_per_busy_core() -> None:
     one = Cell("chat-c64", "gateway", rps=5000, cpu_us=190)  # 0.95 busy cores
     linear = Cell("chat-c64", "gateway-w2", rps=9000, cpu_us=195)  # 1.76 busy cores
