@@ -24,7 +24,7 @@ from ..pipeline.routing import Candidate
 from ..pipeline.tokens import count_tokens_async
 from ..providers.base import UpstreamFailure
 from .errors import GatewayError
-from .whole_reply import WholeReplyEndpoint, billed
+from .whole_reply import WholeReplyEndpoint
 
 SURFACE = "images"
 # The image wire each provider type speaks; other types (anthropic) make no images.
@@ -111,7 +111,7 @@ class ImagesEndpoint(WholeReplyEndpoint[ImageRequest, Prepared, ImageResult]):
         if usage is None:  # the provider reported no tokens: count the prompt, output unknown
             usage = Usage(input_tokens=await count_tokens_async(request.prompt))
         assert generation.price is not None  # set by the attempt that served
-        cost = billed(generation, generation.price.cost(usage, images=len(value.images)))
+        cost = generation.cost_of(usage, images=len(value.images))
         body = openai_images.reply_body(value, generation.created, usage, nanos_to_usd(cost))
         generation.close("completed", usage=usage, cost=cost, usage_estimated=estimated)
         return body

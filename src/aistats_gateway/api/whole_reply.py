@@ -58,13 +58,6 @@ def reservation(
     return worst
 
 
-def billed(generation: Generation, list_cost: int) -> int:
-    """What a reply whose list price is ``list_cost`` is billed: the BYOK fee of it when the
-    serving attempt used the workspace's own key."""
-    fee = generation.byok_fee
-    return list_cost if fee is None else fee.apply(list_cost)
-
-
 class WholeReplyEndpoint(ABC, Generic[R, P, T]):
     """The ASGI app of one whole-reply endpoint (``surface`` names it in records and metrics)."""
 

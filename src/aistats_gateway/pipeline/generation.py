@@ -121,14 +121,15 @@ class Generation:
         """The gateway's own time so far: elapsed minus the time spent waiting on providers."""
         return max(0.0, time.perf_counter() - self.started - self.upstream_s)
 
-    def cost_of(self, usage: Usage) -> int:
-        """What ``usage`` is billed: the list price, or the BYOK fee of it (rounded up).
+    def cost_of(self, usage: Usage, *, images: int = 0) -> int:
+        """What ``usage`` (and ``images`` generated) is billed: the list price, or the BYOK fee of
+        it (rounded up).
 
         Counts above what the usage columns hold (a provider reporting billions of tokens) are
         billed and recorded as that maximum, so the record can always be written.
         """
         usage = usage.at_most(MAX_STORED_TOKENS)
-        cost = self.price.cost(usage) if self.price else 0
+        cost = self.price.cost(usage, images=images) if self.price else 0
         fee = self.byok_fee
         return min(cost if fee is None else fee.apply(cost), MAX_STORED_NANOS)
 
@@ -144,14 +145,14 @@ class Generation:
     ) -> None:
         """Settle (or release) the reservation and queue the record; later calls do nothing.
 
-        Without ``usage`` nothing is charged; ``cost`` defaults to the price of ``usage``.
+        Without ``usage`` nothing is charged; ``cost`` (from :meth:`cost_of`, so within what the
+        columns hold) defaults to the price of ``usage``.
         """
         if self.closed or self.principal is None:
             return
         self.closed = True
         if cost is None:
             cost = self.cost_of(usage) if usage is not None else 0
-        cost = min(cost, MAX_STORED_NANOS)
         charge = None
         if self.reservation is not None:
             if usage is not None:

@@ -4,7 +4,8 @@ Through SQLAlchemy each row of a batch cost ~30 µs of Python on the event loop 
 compilation, bind processing per value), so a 190-record batch held the loop for ~6 ms and the
 gateway's p99 at one connection on Postgres was ~2.2 ms (docs/performance.md, "On Postgres").
 Here the rows are plain tuples encoded by asyncpg's Cython codecs (~1.7 ms for the same batch),
-sent ``CHUNK_ROWS`` at a time so requests run between the chunks: generations with
+on the store's own thread (:mod:`.postgres_thread`), sent ``CHUNK_ROWS`` at a time so that thread
+never holds the GIL for a whole batch while requests wait: generations with
 ``executemany``, charges with ``INSERT … SELECT FROM unnest(…) RETURNING`` (only the entries
 really inserted move a wallet), wallets with one ``executemany``. The contract is
 :meth:`Store.write_batch`'s, and values are stored exactly as SQLAlchemy stores them (UTC
@@ -65,7 +66,7 @@ async def write_batch(pg: AsyncpgConnection, records: list[GenerationRecord], ch
     """The batch inside the caller's transaction: generations, then the charges not written yet,
     then the wallets, by exactly what was inserted."""
     # In chunks, each its own round trip: building and encoding a whole batch at once would hold
-    # the event loop for a millisecond or more while requests wait.
+    # the GIL for a millisecond or more while the request loop waits for it.
     ordered_records = unique_sorted(records, attrgetter("id"))
     for start in range(0, len(ordered_records), CHUNK_ROWS):
         chunk = ordered_records[start : start + CHUNK_ROWS]
