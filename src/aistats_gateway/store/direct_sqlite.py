@@ -39,9 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .records import ApiKeyRow, Charge, GenerationRecord, WalletRow, unique_sorted
 from .repositories import Store
+from .short_slices import request_short_slices
 from .sqlite_batches import (
     GENERATION_COLUMNS,
     YIELD_EVERY_ROWS,
+    YIELD_EVERY_ROWS_SHORT_SLICES,
     ChargeRow,
     WriterFileLock,
     generation_row,
@@ -90,6 +92,7 @@ class DirectSqliteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None  # only touched on the executor's thread
+        self._rows_per_yield = YIELD_EVERY_ROWS  # set when the thread opens its connection
         self._file_lock = WriterFileLock(path)
         self._keys_raw: list[tuple[Any, ...]] | None = None
         self._keys: list[ApiKeyRow] = []
@@ -110,6 +113,9 @@ class DirectSqliteStore(Store):
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:
+            # Opened on the executor's thread: ask for short slices for it (short_slices.py).
+            short = request_short_slices()
+            self._rows_per_yield = YIELD_EVERY_ROWS_SHORT_SLICES if short else YIELD_EVERY_ROWS
             self._connection = open_write_connection(self._path)
             self._traced = None
         if self._trace is not self._traced:
@@ -157,7 +163,8 @@ class DirectSqliteStore(Store):
         self, db: sqlite3.Connection, records: list[GenerationRecord], charges: list[Charge]
     ) -> None:
         with self._file_lock:
-            write_rows(db, records, [_charge_tuple(charge) for charge in charges], generation_row)
+            charge_rows = [_charge_tuple(charge) for charge in charges]
+            write_rows(db, records, charge_rows, generation_row, self._rows_per_yield)
 
     # -- the state refresher ------------------------------------------------------------------
 
