@@ -41,7 +41,7 @@ from ..pipeline.upstream_errors import to_gateway_error
 from ..providers.base import UpstreamFailure, UpstreamStatusError
 from ..settings import ProviderConfig, VideoSettings
 from ..state import AppState
-from ..store.records import Charge, GenerationRecord
+from ..store.records import Charge, GenerationRecord, storable_text
 from ..store.tables import video_jobs
 from .records import RUNNING, VideoJob, new_video_id
 from .store import VideoJobStore, utcnow
@@ -330,7 +330,7 @@ class VideoService:
             streamed=False, finish_reason=None, input_tokens=0, cached_input_tokens=0, output_tokens=0,
             reasoning_tokens=0, cost_nano=cost,
             latency_ms=round((ended - job.created_at).total_seconds() * 1000), ttft_ms=None,
-            error=f"{error.get('code')}: {error.get('message')}" if error else None,
+            error=storable_text(f"{error.get('code')}: {error.get('message')}") if error else None,
             created_at=job.created_at, attempts=_byok_attempt(job),
         )  # fmt: skip
         charge = Charge(job.generation_id, job.workspace_id, cost) if completed else None

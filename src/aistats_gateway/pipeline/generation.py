@@ -11,7 +11,7 @@ from ..byok.fee import ByokFee
 from ..canonical import Usage
 from ..metrics import Metrics
 from ..money import PriceCard
-from ..store.records import MAX_STORED_NANOS, MAX_STORED_TOKENS, Charge, GenerationRecord
+from ..store.records import MAX_STORED_NANOS, MAX_STORED_TOKENS, Charge, GenerationRecord, storable_text
 from ..store.writer import BatchedWriter
 from .auth import Principal
 from .billing import Reservation, WalletBook
@@ -172,12 +172,12 @@ class Generation:
             workspace_id=self.principal.workspace_id,
             key_id=self.principal.kid,
             endpoint=self.endpoint,
-            model=self.model_id or "",
+            model=storable_text(self.model_id) or "",
             provider=self.provider,
-            upstream_model=self.upstream_model,
+            upstream_model=storable_text(self.upstream_model),
             status=status,
             streamed=self.streamed,
-            finish_reason=finish_reason,
+            finish_reason=storable_text(finish_reason),
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             output_tokens=usage.output_tokens,
@@ -185,7 +185,7 @@ class Generation:
             cost_nano=cost if charge is not None else 0,
             latency_ms=round((now - self.started) * 1000),
             ttft_ms=round((self.first_byte - self.started) * 1000) if self.first_byte else None,
-            error=error,
+            error=storable_text(error),
             created_at=self.created_at,
             attempts=[
                 {

@@ -81,6 +81,18 @@ class GenerationRecord:
 MAX_STORED_TOKENS = 2**31 - 1
 MAX_STORED_NANOS = 2**63 - 1
 
+
+def storable_text(value: str | None) -> str | None:
+    """``value`` as every database can store it: NUL, which Postgres text refuses, becomes U+FFFD.
+
+    For text a client or a provider chose (a model name, an error message, a finish reason): one
+    NUL in it would make its record's batch fail on every retry.
+    """
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")
+
+
 # The ``generations`` columns a batch writes, in one order for every writer: the record's fields.
 GENERATION_COLUMNS = tuple(item.name for item in fields(GenerationRecord))
 
