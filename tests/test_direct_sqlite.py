@@ -21,11 +21,18 @@ import pytest
 from aistats_gateway.pipeline.auth import KeyCache
 from aistats_gateway.store.db import close_store, create_engine, create_store
 from aistats_gateway.store.direct_sqlite import DirectSqliteStore
+from aistats_gateway.store.isolation import is_data_error
 from aistats_gateway.store.migrate import migrate
 from aistats_gateway.store.records import Charge
 from aistats_gateway.store.repositories import Store
-from aistats_gateway.store.sqlite_writer import SqliteWriterProcess, WriterAddress, WriterUnavailable
+from aistats_gateway.store.short_slices import SHORT_SLICE_NS, kernel_takes_slice_hints
+from aistats_gateway.store.sqlite_writer import (
+    RecordsRefused,
+    SqliteWriterProcess,
+    WriterAddress,
+)
 
+from .test_short_slices import thread_slice_ns
 from .test_store import charge_for, make_record
 
 T = TypeVar("T")
@@ -191,9 +198,11 @@ def test_a_failing_batch_writes_nothing_and_its_retry_writes_it_once(tmp_path: P
         ws = await store.ensure_workspace("default")
         good = make_record(ws.id, cost=10)
         orphan = make_record("ws_missing", cost=5)
-        # The writer process sends the error back as text: "IntegrityError: FOREIGN KEY ...".
-        with pytest.raises((sqlite3.IntegrityError, WriterUnavailable), match="FOREIGN KEY"):
+        # The writer process sends the error back as text: "IntegrityError: FOREIGN KEY ...",
+        # marked as a refusal of the data, so the usage writer splits the batch (store/isolation.py).
+        with pytest.raises((sqlite3.IntegrityError, RecordsRefused), match="FOREIGN KEY") as refused:
             await store.write_batch([good, orphan], [charge_for(good), charge_for(orphan)])
+        assert is_data_error(refused.value)
         assert raw_rows(store_path, "SELECT count(*) FROM generations") == [(0,)]
         assert raw_rows(store_path, "SELECT count(*) FROM ledger_entries") == [(0,)]
 
@@ -252,8 +261,28 @@ def test_batches_run_on_one_thread_that_is_not_the_event_loop(tmp_path: Path) ->
         await store.load_wallets()
         assert seen and set(seen) != {threading.get_ident()}
         assert len(set(seen)) == 1
+        (thread,) = set(seen)
+        assert thread != threading.get_ident()
 
     with_direct(tmp_path / "g.db", body)
+
+
+@pytest.mark.skipif(not kernel_takes_slice_hints(), reason="slice hints need Linux 6.12+")
+def test_the_database_thread_runs_with_short_slices_and_the_loop_with_the_default(tmp_path: Path) -> None:
+    """A request that wakes while a batch is being written waits at most one short slice."""
+    slices: dict[str, int] = {}
+
+    async def body(store: DirectSqliteStore) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.write_batch([make_record(ws.id)], [])
+        slices["database"] = await store._run(lambda _: thread_slice_ns())
+        slices["loop"] = thread_slice_ns()
+
+    with_direct(tmp_path / "g.db", body)
+    if not slices["database"]:
+        pytest.skip("this kernel does not show slices in /proc/thread-self/sched")
+    assert slices["database"] == SHORT_SLICE_NS
+    assert slices["loop"] > SHORT_SLICE_NS
 
 
 def test_keys_and_wallets_load_like_the_sqlalchemy_path_and_unchanged_keys_are_reused(

@@ -48,7 +48,7 @@ def _record(model: str, output_tokens: int, cost_nano: int, latency_ms: int) -> 
 
 
 def _metrics(requests: int, cost_nano: int, latency_ms: int, in_flight: int = 0) -> Metrics:
-    metrics = Metrics(writer_depth=lambda: 3)
+    metrics = Metrics(writer_depth=lambda: 3, refused_records=lambda: 1)
     for _ in range(requests):
         metrics.response("chat", 200)
         metrics.generation(_record("a/model", 5, cost_nano, latency_ms), 0.01)
@@ -108,6 +108,7 @@ def test_counters_histograms_and_gauges_merge_over_workers(tmp_path: Path, sibli
     assert samples["aistats_request_duration_seconds_sum"][surface] == pytest.approx(2 * 0.03 + 3 * 0.7)
     assert samples["aistats_in_flight_requests"][()] == 3  # summed
     assert samples["aistats_writer_queue_depth"][()] == 6
+    assert samples["aistats_writer_refused_records_total"][()] == 2  # one set aside by each worker
     lag = samples["aistats_event_loop_lag_seconds"]  # per worker
     assert lag[(("pid", str(sibling_pid)),)] == 0.25 and lag[(("pid", str(os.getpid())),)] == 0.0
     assert set(samples["aistats_worker_info"]) == {(("pid", str(os.getpid())),), (("pid", str(sibling_pid)),)}

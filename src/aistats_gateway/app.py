@@ -94,7 +94,11 @@ def build_state(
         spool=spool_for(settings.data_dir, settings.writer.spool_max_mb),
         spool_after_s=settings.writer.spool_after_s,
     )
-    metrics = Metrics(writer_depth=lambda: writer.queue_depth, spool_usage=lambda: writer.spool_usage)
+    metrics = Metrics(
+        writer_depth=lambda: writer.queue_depth,
+        spool_usage=lambda: writer.spool_usage,
+        refused_records=lambda: writer.refused_total,
+    )
     routing = settings.routing
     health = HealthTracker(
         BreakerConfig(

@@ -71,6 +71,7 @@ class WorkerSample:
     writer_depth: int = 0
     spool_records: int = 0
     spool_bytes: int = 0
+    refused_records: int = 0  # set aside because the database refused them (store/isolation.py)
     loop_lag_s: float = 0.0
     loop_lag_max_s: float = 0.0
     # process_* values by family name (only filled for the multi-worker exposition)
@@ -81,10 +82,14 @@ class Metrics(Collector):
     """Everything the gateway counts; register it with a ``CollectorRegistry`` to expose it."""
 
     def __init__(
-        self, writer_depth: Callable[[], int], spool_usage: Callable[[], tuple[int, int]] | None = None
+        self,
+        writer_depth: Callable[[], int],
+        spool_usage: Callable[[], tuple[int, int]] | None = None,
+        refused_records: Callable[[], int] | None = None,
     ) -> None:
         self._writer_depth = writer_depth
         self._spool_usage = spool_usage  # (records, bytes) in the writer's on-disk spool
+        self._refused_records = refused_records  # records the writer set aside so far
         self.in_flight = 0
         self.responses: dict[Labels, int] = defaultdict(int)  # (surface, status code)
         self.generations: dict[Labels, int] = defaultdict(int)  # surface, model, provider, status
@@ -158,6 +163,7 @@ class Metrics(Collector):
             writer_depth=self._writer_depth(),
             spool_records=spool_records,
             spool_bytes=spool_bytes,
+            refused_records=self._refused_records() if self._refused_records is not None else 0,
             loop_lag_s=self.loop_lag_s,
             loop_lag_max_s=self.loop_lag_max_s,
         )
@@ -305,4 +311,9 @@ def metric_families(samples: Sequence[WorkerSample]) -> Iterator[Family]:
         "aistats_writer_spool_bytes",
         "Size of the workers' on-disk spools",
         value=sum(s.spool_bytes for s in samples),
+    )
+    yield CounterMetricFamily(
+        "aistats_writer_refused_records",
+        "Usage records the database refused on their own, set aside under <data_dir>/spool/refused",
+        value=sum(s.refused_records for s in samples),
     )

@@ -34,7 +34,16 @@ SNAPSHOT_INTERVAL_S = 1.0
 STALE_AFTER_S = 10.0
 _COUNTERS = ("responses", "generations", "tokens", "cost_nanos")
 _HISTOGRAMS = ("latency", "upstream_latency", "overhead")
-_GAUGES = ("in_flight", "writer_depth", "spool_records", "spool_bytes", "loop_lag_s", "loop_lag_max_s")
+# Plain numbers of a worker (the refused-records count is a counter, summed like the gauges).
+_GAUGES = (
+    "in_flight",
+    "writer_depth",
+    "spool_records",
+    "spool_bytes",
+    "refused_records",
+    "loop_lag_s",
+    "loop_lag_max_s",
+)
 
 
 def group_directory(data_dir: Path) -> Path:

@@ -5,6 +5,8 @@ Layout under the spool root (``<data_dir>/spool``)::
     w-<ulid>/            one directory per writer (process), created on its first spill
       lock               held with flock(LOCK_EX) while that process lives
       seg-00000001.jsonl append-only segments, one orjson object per line: {"r": record, "c": charge}
+    refused/<ulid>.jsonl records the database refused on their own (:meth:`Spool.set_aside`),
+                         same lines plus "error"; never replayed automatically, kept for a human
 
 Each append writes whole lines and fsyncs before returning, so a record reported as spooled
 survives a crash. A crash in the middle of an append can leave a torn last line; reading skips
@@ -19,10 +21,11 @@ Every method does blocking file IO: the batched writer calls them through ``asyn
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -40,6 +43,7 @@ except ImportError:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".jsonl"
+REFUSED_DIR = "refused"
 QUARANTINE_SUFFIX = ".bad"  # a segment with a corrupt line in its middle is kept, renamed, for a human
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 _OWNER_PREFIX = "w-"
@@ -70,7 +74,22 @@ class SegmentContents:
 
 def encode_item(record: GenerationRecord, charge: Charge | None) -> bytes:
     """One spool line (with its newline)."""
-    return orjson.dumps({"r": record, "c": charge}) + b"\n"
+    return _json_line(record, charge)
+
+
+def refused_line(record: GenerationRecord, charge: Charge | None, error: str) -> bytes:
+    """A line of ``refused/``: a spool line with the database's reason added."""
+    return _json_line(record, charge, error=error)
+
+
+def _json_line(record: GenerationRecord, charge: Charge | None, **extra: str) -> bytes:
+    try:
+        return orjson.dumps({"r": record, "c": charge, **extra}) + b"\n"
+    except TypeError:
+        # An integer beyond 64 bits, which orjson does not write: the standard library writes any
+        # value, so the record is kept (read back, such a number is a float the database refuses).
+        doc = {"r": asdict(record), "c": asdict(charge) if charge is not None else None, **extra}
+        return json.dumps(doc, default=str, ensure_ascii=False).encode() + b"\n"
 
 
 def decode_item(line: bytes) -> SpooledItem:
@@ -159,6 +178,23 @@ class Spool:
                 self._seal()
         self._full = index < len(lines)
         return index
+
+    def set_aside(self, items: list[SpooledItem], error: str) -> Path:
+        """Durably keep records the database refused on their own, out of the replay queue.
+
+        One new file under ``refused/`` per call, lines as in a segment with the error added;
+        they are not counted against ``max_bytes`` and never replayed automatically.
+        """
+        directory = self.root / REFUSED_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{new_ulid()}{SEGMENT_SUFFIX}"
+        lines = [refused_line(record, charge, error) for record, charge in items]
+        with open(path, "xb") as file:
+            file.write(b"".join(lines))
+            file.flush()
+            os.fsync(file.fileno())
+        _fsync_dir(directory)
+        return path
 
     def _open_segment(self) -> Segment:
         if self._current is not None:

@@ -42,6 +42,8 @@ from typing import Any
 
 import orjson
 
+from .isolation import is_data_error
+
 logger = logging.getLogger("aistats_gateway.store")
 
 ENV_SOCKET = "AISTATS_SQLITE_WRITER_SOCKET"
@@ -53,10 +55,15 @@ PROTOCOL = "aistats-sqlite-writer/1"
 WRITE_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 15.0
 _OK = b"ok"
+_REFUSED = b"refused "  # the answer's prefix when the database refused the batch's data
 
 
 class WriterUnavailable(RuntimeError):
     """The writer process did not take a batch (not running, crashed, timed out or refused)."""
+
+
+class RecordsRefused(ValueError):
+    """The writer process's database refused a value of the batch (store/isolation.py splits it)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class WriterClient:
         except (OSError, EOFError, TimeoutError, multiprocessing.AuthenticationError) as exc:
             self.close()
             raise WriterUnavailable(f"SQLite writer process unavailable: {exc!r}") from exc
+        if answer.startswith(_REFUSED):
+            raise RecordsRefused(answer[len(_REFUSED) :].decode(errors="replace"))
         if answer != _OK:
             raise WriterUnavailable(
                 f"SQLite writer process refused the batch: {answer.decode(errors='replace')}"
@@ -297,7 +306,8 @@ def _write_payload(
         records = [record for chunk in record_chunks for record in chunk]
         write(records, [(c["generation_id"], c["workspace_id"], int(c["amount_nano"])) for c in charges])
     except Exception as exc:  # any failure goes back to the worker, whose writer retries
-        return f"{type(exc).__name__}: {exc}".encode()
+        answer = f"{type(exc).__name__}: {exc}".encode()
+        return _REFUSED + answer if is_data_error(exc) else answer
     return _OK
 
 

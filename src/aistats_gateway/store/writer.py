@@ -29,12 +29,13 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
 
+from .isolation import Isolation, is_data_error, isolate
 from .records import Charge, GenerationRecord
 from .repositories import Store
-from .spool import Segment, Spool
+from .spool import Segment, Spool, SpooledItem, refused_line
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class _Item(NamedTuple):
     record: GenerationRecord
     charge: Charge | None
     enqueued_at: float  # time.monotonic()
+
+
+ItemT = TypeVar("ItemT", _Item, SpooledItem)
 
 
 class BatchedWriter:
@@ -105,6 +109,7 @@ class BatchedWriter:
         self._spool_full_logged = False
         self.spooled_total = 0  # records ever moved to the spool by this writer
         self.replayed_total = 0  # records written back from the spool (own and adopted)
+        self.refused_total = 0  # records the database refused on their own, set aside
 
         self._queue: deque[_Item] = deque()
         self._in_flight: list[_Item] = []
@@ -275,26 +280,89 @@ class BatchedWriter:
     async def _write(self, batch: list[_Item]) -> bool:
         """Write one batch from memory; on failure it goes back to the front of the queue."""
         self._in_flight = batch
-        records = [item.record for item in batch]
-        charges = [item.charge for item in batch if item.charge is not None]
         try:
-            await self._store.write_batch(records, charges)
+            await self._write_items(batch)
+            written = batch
         except Exception as exc:
-            self._queue.extendleft(reversed(batch))
-            self._in_flight = []
-            self._note_failure(exc, len(batch))
-            return False
+            apart = await self._write_apart(batch, exc)
+            if apart is None:
+                self._queue.extendleft(reversed(batch))
+                self._in_flight = []
+                self._note_failure(exc, len(batch))
+                return False
+            written = apart
         self._in_flight = []
         self._recovered()
         if len(self._queue) <= self._max_batch:
             self._room.set()
-        for record in records:
-            if self._pending.get(record.id) is record:
-                del self._pending[record.id]
+        for item in batch:  # written, or set aside as refused: in memory no more
+            if self._pending.get(item.record.id) is item.record:
+                del self._pending[item.record.id]
         if not self._queue:
             self._next_warn_depth = self._warn_depth
-        self._flushed(charges)
+        self._flushed([item.charge for item in written if item.charge is not None])
         return True
+
+    async def _write_items(self, items: Sequence[_Item] | Sequence[SpooledItem]) -> None:
+        """One ``write_batch`` of (record, charge) pairs."""
+        await self._store.write_batch(
+            [item[0] for item in items], [item[1] for item in items if item[1] is not None]
+        )
+
+    async def _write_apart(self, items: list[ItemT], exc: Exception) -> list[ItemT] | None:
+        """After ``items`` failed as one batch because of its data: write them in parts and set
+        aside the records the database refuses on their own (store/isolation.py).
+
+        Returns the items written, or None when the failure was not about the data, or a part
+        failed for another reason meanwhile (the caller retries the whole batch later; parts
+        already written are written again idempotently).
+        """
+        if not is_data_error(exc):
+            return None
+        found = await isolate(items, self._write_items) if len(items) > 1 else Isolation(failing=list(items))
+        refused: list[ItemT] = []
+        for item in found.failing:  # once more alone: only a lasting refusal sets a record aside
+            try:
+                await self._write_items([item])
+            except Exception as again:
+                if not is_data_error(again):
+                    return None
+                found.last_error = again
+                refused.append(item)
+            else:
+                found.written.append(item)
+        if refused:
+            await self._set_aside(refused, found.last_error or exc)
+        return found.written
+
+    async def _set_aside(self, refused: Sequence[_Item] | Sequence[SpooledItem], error: Exception) -> None:
+        """Keep refused records out of the way (the spool's ``refused/`` folder, else the log)."""
+        self.refused_total += len(refused)
+        reason = f"{type(error).__name__}: {error}"
+        pairs: list[SpooledItem] = [(item[0], item[1]) for item in refused]
+        ids = ", ".join(record.id for record, _ in pairs)
+        if self._spool is not None:
+            try:
+                path = await asyncio.to_thread(self._spool.set_aside, pairs, reason)
+            except OSError:
+                logger.exception("usage writer: cannot keep refused records under %s", self._spool.root)
+            else:
+                logger.error(
+                    "usage writer: the database refused %d record(s) on their own (%s): %s; the other "
+                    "records of the batch were written, these are kept in %s and not charged in the database",
+                    len(pairs),
+                    reason,
+                    ids,
+                    path,
+                )
+                return
+        for record, charge in pairs:
+            logger.error(
+                "usage writer: the database refused record %s (%s); it is not stored, here it is: %s",
+                record.id,
+                reason,
+                refused_line(record, charge, reason).decode(errors="replace").rstrip(),
+            )
 
     async def _replay(self, segment: Segment) -> bool:
         """Write one spool segment in one transaction, delete it, then report its charges."""
@@ -308,16 +376,19 @@ class BatchedWriter:
         except OSError:
             logger.exception("usage writer: cannot read spool segment %s; retrying", segment.path)
             return False
-        records = [record for record, _ in contents.items]
-        charges = [charge for _, charge in contents.items if charge is not None]
         try:
-            await self._store.write_batch(records, charges)
+            await self._write_items(contents.items)
+            written = contents.items
         except Exception as exc:
-            self._note_failure(exc, len(records))
-            return False
+            apart = await self._write_apart(contents.items, exc)
+            if apart is None:
+                self._note_failure(exc, len(contents.items))
+                return False
+            written = apart
+        charges = [charge for _, charge in written if charge is not None]
         # No await from here on: the wallet book sees the write and the report together.
         self._spool.remove(segment, quarantine=contents.corrupt_lines > 0)
-        self.replayed_total += len(records)
+        self.replayed_total += len(written)
         self._recovered()
         if segment.own:
             self._flushed(charges)  # these charges are in this process's unflushed total
