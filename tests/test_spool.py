@@ -38,6 +38,19 @@ def test_a_line_round_trips_a_record_and_its_charge() -> None:
         decode_item(b'{"r": {"id": "gen_x"}, "c": null}')
 
 
+def test_a_record_with_an_integer_orjson_cannot_write_is_still_spooled(tmp_path: Path) -> None:
+    """A spill used to raise TypeError here, which ended the writer's task: nothing was written after."""
+    record = make_record("ws", cost=3, output_tokens=2**70)
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    assert spool.append([(record, charge_for(record))]) == 1
+    segment = spool.next_segment()
+    assert segment is not None
+    (item,) = spool.read(segment).items
+    assert item[0].id == record.id and item[0].created_at == record.created_at
+    assert item[0].output_tokens == float(2**70)  # read back as a number the database refuses
+    assert item[1] == charge_for(record)
+
+
 def test_appended_records_replay_in_order_and_the_files_are_deleted(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", max_bytes=10_000_000, segment_bytes=2_000)
     first, second = items(5), items(7)
