@@ -16,7 +16,7 @@ from aistats_gateway.store.db import create_engine
 from aistats_gateway.store.migrate import migrate
 from aistats_gateway.store.records import Charge, GenerationRecord
 from aistats_gateway.store.repositories import Store
-from aistats_gateway.store.spool import Spool
+from aistats_gateway.store.spool import Segment, Spool
 from aistats_gateway.store.tables import generations, ledger_entries
 from aistats_gateway.store.writer import BatchedWriter
 
@@ -409,5 +409,49 @@ def test_stopping_during_an_outage_leaves_a_spool_that_the_next_writer_replays(
         assert await count_rows(store) == (12, 13)
         assert (await store.get_wallet(ws.id)).balance_nano == 10_000 - 1_200
         assert await store.ledger_sum(ws.id) == 10_000 - 1_200
+
+    with_store(sqlite_url, body)
+
+
+class SpoolThatBreaksOnce(Spool):
+    """The real spool, except that looking for the next segment fails once, unexpectedly."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, max_bytes=10_000_000)
+        self.broke = False
+
+    def next_segment(self) -> Segment | None:
+        if not self.broke:
+            self.broke = True
+            raise RuntimeError("unexpected")
+        return super().next_segment()
+
+
+def test_an_unexpected_error_restarts_the_writer_task_and_loses_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A background task that ended on an error would stop recording usage while serving went on."""
+
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        switch = SwitchableStore(store)
+        switch.down = True
+        spool = SpoolThatBreaksOnce(tmp_path / "spool")
+        writer = BatchedWriter(
+            switch, max_delay=0.001, retry_initial_delay=0.01, retry_max_delay=0.02, spool=spool,
+            spool_after_s=0.01, restart_delay=0.01,
+        )  # fmt: skip
+        writer.start()
+        records = [make_record(ws.id) for _ in range(20)]
+        for record in records[:10]:
+            writer.submit(record, None)
+        await wait_until(lambda: spool.records == 10)  # spooled, then next_segment breaks
+        await wait_until(lambda: spool.broke)
+        switch.down = False
+        for record in records[10:]:
+            writer.submit(record, None)
+        await wait_until(lambda: writer.idle)
+        await writer.stop()
+        assert await count_rows(store) == (20, 0)
 
     with_store(sqlite_url, body)

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 BATCH_DELAY_S = 0.05
 # While stopping, retries are bounded in number and each waits at most this long (seconds).
 _DRAIN_RETRY_DELAY_CAP = 1.0
+# After an unexpected error in the background task, it starts again after this long (seconds).
+_RESTART_DELAY_S = 1.0
 # Repeated failures and spool growth are logged at most this often (seconds).
 _LOG_EVERY_S = 10.0
 _MIB = 1024 * 1024
@@ -78,6 +80,7 @@ class BatchedWriter:
         spool: Spool | None = None,
         spool_after_s: float = 1.0,
         spool_after_records: int | None = None,
+        restart_delay: float = _RESTART_DELAY_S,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -96,6 +99,7 @@ class BatchedWriter:
         self._spool_after_records = (
             spool_after_records if spool_after_records is not None else self._high_water
         )
+        self._restart_delay = restart_delay
         self._room = asyncio.Event()
         self._room.set()
 
@@ -190,7 +194,7 @@ class BatchedWriter:
             return
         self._stop_requested.clear()
         self._failures_while_stopping = 0
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
+        self._task = asyncio.get_running_loop().create_task(self._run_supervised(), name="usage-writer")
 
     async def stop(self) -> None:
         """Write everything still queued or spooled, then stop the background task.
@@ -204,7 +208,7 @@ class BatchedWriter:
         if self._task is None:
             if not self._queue and not self._spool_has_pending:
                 return
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
+            self._task = asyncio.get_running_loop().create_task(self._run_supervised(), name="usage-writer")
         task, self._task = self._task, None
         await task
         if self._spool is not None:
@@ -244,6 +248,27 @@ class BatchedWriter:
         return self.replayed_total - before
 
     # -- background task ----------------------------------------------------------------------
+
+    async def _run_supervised(self) -> None:
+        """:meth:`_run`, started again after an unexpected error: a task that ended silently would
+        stop all usage recording while the gateway goes on serving."""
+        while True:
+            try:
+                await self._run()
+                return
+            except Exception:
+                if self._in_flight:  # not written: back to the front, in order
+                    self._queue.extendleft(reversed(self._in_flight))
+                    self._in_flight = []
+                if self._stop_requested.is_set():
+                    logger.exception("usage writer: unexpected error while stopping")
+                    return
+                logger.exception(
+                    "usage writer: unexpected error; it starts again in %g s with %d records kept",
+                    self._restart_delay,
+                    self.queue_depth,
+                )
+                await asyncio.sleep(self._restart_delay)
 
     async def _run(self) -> None:
         if self._spool is not None:
@@ -408,7 +433,7 @@ class BatchedWriter:
         self._in_flight = items  # counted in queue_depth while the file is written
         try:
             written = await asyncio.to_thread(self._spool.append, [(i.record, i.charge) for i in items])
-        except OSError:
+        except Exception:  # whatever it was, the records go back to the queue
             logger.exception("usage writer: cannot write the spool under %s", self._spool.root)
             written = 0
         finally:
