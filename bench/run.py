@@ -256,7 +256,7 @@ def run_probe(target: tg.Target, streams: int, run_dir: Path, neighbours: Sequen
 # --- the scale-out step ------------------------------------------------------------------------
 
 SCALE_SCENARIO = Scenario("chat", stream=False, slow=False, connections=64)
-SCALE_WORKERS = 2
+SCALE_WORKERS = report.SCALE_WORKERS
 
 
 def run_scaling(
@@ -272,28 +272,41 @@ def run_scaling(
     warmup: float,
     database: DatabaseFor,
 ) -> list[Cell]:
-    """Chat at 64 connections: one worker on core 0 against ``--workers 2`` on both cores.
+    """Chat at 64 connections: ``--workers 2`` on both cores against one worker on the same two
+    cores (the control), and the one worker of the matrix alone on core 0.
 
     The load (wrk, the mock) shares core 1 with the second worker, so req/s cannot double on
     this machine; what shows a shared bottleneck is the CPU per request (and so req/s per busy
-    core) growing with the workers. Both gateways are timed interleaved, in their own folder.
+    core) growing with the workers. Sharing cores with the load costs CPU per request by itself
+    on some machines, so the goal compares against one worker on those same cores. All three
+    are timed interleaved, each in its own folder.
     """
     gateway_bin = Path(sys.executable).parent / "aistats-gateway"
-    name = f"gateway-w{SCALE_WORKERS}"
-    log(f"  scale-out: {name} on cores {tg.TARGET_CORE},{tg.LOAD_CORE}")
+    cores = f"{tg.TARGET_CORE},{tg.LOAD_CORE}"
+    started: list[tg.Target] = []
+    cells: list[Cell] = []
     try:
-        many = tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin, name=name,
-                                workers=SCALE_WORKERS, cores=f"{tg.TARGET_CORE},{tg.LOAD_CORE}",
-                                database_url=database(name))  # fmt: skip
-    except StartError as exc:
-        return [Cell(SCALE_SCENARIO.key, name, status=FAILED, note=f"did not start: {exc}")]
-    try:
-        cells = run_matrix([one_worker, many], [SCALE_SCENARIO], expected, rounds=rounds, duration=duration,
-                           warmup=warmup, run_dir=run_dir / "scaling", mock_pid=mock_pid)  # fmt: skip
+        for workers in (1, SCALE_WORKERS):
+            name = f"gateway-w{workers}"
+            log(f"  scale-out: {name} on cores {cores}")
+            try:
+                target = tg.start_gateway(
+                    procs, run_dir, free_port(), mock_port, gateway_bin,
+                    name=name, workers=workers, cores=cores, database_url=database(name),
+                )  # fmt: skip
+            except StartError as exc:
+                cells.append(Cell(SCALE_SCENARIO.key, name, status=FAILED, note=f"did not start: {exc}"))
+                continue
+            started.append(target)
+        matrix = run_matrix(
+            [one_worker, *started], [SCALE_SCENARIO], expected,
+            rounds=rounds, duration=duration, warmup=warmup, run_dir=run_dir / "scaling", mock_pid=mock_pid,
+        )  # fmt: skip
     finally:
-        if many.proc is not None:
-            procs.stop(many.proc)
-    return list(cells.values())
+        for running in started:
+            if running.proc is not None:
+                procs.stop(running.proc)
+    return cells + list(matrix.values())
 
 
 # --- the RSS soak ---------------------------------------------------------------------------------

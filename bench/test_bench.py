@@ -198,6 +198,20 @@ def test_scaling_goal_compares_requests_per_busy_core() -> None:
     assert "| gateway-w2 | FAILED |" in scaling_table([one, Cell("chat-c64", "gateway-w2", status=FAILED)])
 
 
+def test_scaling_goal_compares_with_one_worker_on_the_same_cores_when_measured() -> None:
+    alone = Cell("chat-c64", "gateway", rps=5000, cpu_us=200)  # 1.00 busy core, 5,000 per core
+    shared = Cell("chat-c64", "gateway-w1", rps=3500, cpu_us=280)  # sharing cores with the load costs CPU
+    two = Cell("chat-c64", "gateway-w2", rps=6000, cpu_us=285)  # per core 3,509: like one worker there
+    goal = scaling_goal([alone, shared, two])
+    assert goal.verdict == "pass"
+    assert goal.measured == (
+        "6,000 req/s on 1.71 busy cores = 1.20x one worker; per core 98% of one worker on the same cores "
+        "(70% of one alone on core 0)"
+    )
+    bottleneck = Cell("chat-c64", "gateway-w2", rps=6000, cpu_us=330)  # more CPU per request than w1 there
+    assert scaling_goal([alone, shared, bottleneck]).verdict == "FAIL"
+
+
 def test_quick_and_partial_runs_skip_the_scale_out_step() -> None:
     assert parse_args(["--quick"]).no_scaling
     assert parse_args(["--only", "chat-c64"]).no_scaling
