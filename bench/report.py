@@ -360,7 +360,12 @@ def markdown(
         f"- Versions: gateway {meta['gateway']}, Python {meta['python']}, LiteLLM {meta['litellm']}, "
         f"nginx {meta['nginx']}, wrk {meta['wrk']}",
         f"- Each cell: {meta['duration']} s of wrk after a {meta['warmup']} s warm-up, "
-        f"{meta['rounds']} round(s), median shown; targets interleaved per scenario",
+        f"{meta['rounds']} round(s), median shown; targets interleaved per scenario"
+        + (
+            f"; {meta['goal_rounds']} rounds for chat and responses at one connection and the scale-out step"
+            if meta.get("goal_rounds", meta["rounds"]) != meta["rounds"]
+            else ""
+        ),
         "",
         "## Goals",
         "",

@@ -15,7 +15,7 @@ import configs
 from procs import cpu_seconds, process_tree, rss_bytes, wait_quiet
 from report import goals, scaling_goal, scaling_table
 from results import FAILED, OK, Cell, median_cell, one_line
-from run import HAND_MARKER, kept_by_hand, parse_args
+from run import HAND_MARKER, kept_by_hand, parse_args, rounds_for
 from scenarios import PROBE_SCENARIO, Scenario, full_matrix, load_expected
 from stream_probe import _HttpReader
 from validate import Invalid, check_answer, parse_sse
@@ -196,6 +196,12 @@ def test_scaling_goal_compares_requests_per_busy_core() -> None:
     assert scaling_goal([one, contended]).verdict == "FAIL"
     assert scaling_goal([one, Cell("chat-c64", "gateway-w2", status=FAILED)]).verdict == "FAIL"
     assert "| gateway-w2 | FAILED |" in scaling_table([one, Cell("chat-c64", "gateway-w2", status=FAILED)])
+
+
+def test_the_one_connection_cells_get_at_least_three_rounds() -> None:
+    assert rounds_for("chat-c1", 1) == 3 and rounds_for("responses-c1", 1) == 3
+    assert rounds_for("chat-c1", 5) == 5
+    assert rounds_for("chat-c64", 1) == 1
 
 
 def test_scaling_goal_compares_with_one_worker_on_the_same_cores_when_measured() -> None:
