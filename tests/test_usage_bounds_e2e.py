@@ -23,6 +23,15 @@ PAID = "openai/gpt-4o-mini"
 HI = [{"role": "user", "content": "hi"}]
 
 
+def stored(admin: Admin, generation_id: str) -> GenerationRecord | None:
+    """The generation as the database holds it (None until the writer has written it)."""
+
+    async def get(store: Store) -> GenerationRecord | None:
+        return await store.get_generation(generation_id)
+
+    return admin.run(get)  # type: ignore[no-any-return]
+
+
 def test_a_trillion_reported_tokens_are_recorded_at_the_column_maximum_and_the_writer_goes_on(
     tmp_path: Path, fake_server: FakeOpenAIServer, postgres_url: str
 ) -> None:
@@ -38,18 +47,12 @@ def test_a_trillion_reported_tokens_are_recorded_at_the_column_maximum_and_the_w
         fake_server.fake.default = Behaviour(prompt_tokens=7, completion_tokens=3)
         normal = client.chat.completions.create(model=PAID, messages=HI)
 
-        def stored(generation_id: str) -> GenerationRecord | None:
-            async def get(store: Store) -> GenerationRecord | None:
-                return await store.get_generation(generation_id)
-
-            return admin.run(get)  # type: ignore[no-any-return]
-
-        wait_for(lambda: stored(normal.id) is not None, timeout=10)
-        big = stored(absurd.id)
+        wait_for(lambda: stored(admin, normal.id) is not None, timeout=10)
+        big = stored(admin, absurd.id)
         assert big is not None and big.input_tokens == MAX_STORED_TOKENS and big.output_tokens == 5
         # $0.15 per million input tokens (150 nano-USD each), $0.60 per million output (600)
         assert big.cost_nano == MAX_STORED_TOKENS * 150 + 5 * 600
-        small = stored(normal.id)
+        small = stored(admin, normal.id)
         assert small is not None and small.input_tokens == 7 and small.output_tokens == 3
 
 
@@ -70,14 +73,8 @@ def test_a_nul_in_a_finish_reason_or_model_name_is_stored_and_the_writer_goes_on
         fake_server.fake.default = Behaviour(prompt_tokens=7, completion_tokens=3)
         normal = client.chat.completions.create(model=PAID, messages=HI)
 
-        def stored(generation_id: str) -> GenerationRecord | None:
-            async def get(store: Store) -> GenerationRecord | None:
-                return await store.get_generation(generation_id)
-
-            return admin.run(get)  # type: ignore[no-any-return]
-
-        wait_for(lambda: stored(normal.id) is not None, timeout=10)
-        record = stored(nul_reason.id)
+        wait_for(lambda: stored(admin, normal.id) is not None, timeout=10)
+        record = stored(admin, nul_reason.id)
         assert record is not None and record.finish_reason == "stop\ufffd" and record.cost_nano > 0
 
         async def models(store: Store) -> list[str]:

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
-from .isolation import Isolation, is_data_error, isolate
+from .isolation import is_data_error, isolate
 from .records import Charge, GenerationRecord
 from .repositories import Store
 from .spool import Segment, Spool, SpooledItem, refused_line
@@ -344,7 +344,7 @@ class BatchedWriter:
         """
         if not is_data_error(exc):
             return None
-        found = await isolate(items, self._write_items) if len(items) > 1 else Isolation(failing=list(items))
+        found = await isolate(items, self._write_items)  # a lone record: found failing, no write
         refused: list[ItemT] = []
         for item in found.failing:  # once more alone: only a lasting refusal sets a record aside
             try:
