@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tail.py                                  # this checkout, 3 rounds of 8 s
     .venv/bin/python bench/tail.py --base /tmp/base/src --rounds 5  # against another checkout
+    .venv/bin/python bench/tail.py --variant nobatch=/tmp/nobatch/src --variant y4=/tmp/y4/src
 
 wrk's p99 at one connection includes everything else the machine runs on the gateway's core.
 This runs the gateway through ``bench/tail_server.py``, which records per chat request the CPU
@@ -75,6 +76,13 @@ def one_round(procs: ProcessSet, name: str, directory: Path, mock_port: int, sou
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, help="also run the gateway from this src dir, interleaved")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also run the gateway from this src dir under NAME (repeatable)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
@@ -82,6 +90,11 @@ def main() -> int:
     variants = {"gateway": ROOT / "src"}
     if args.base is not None:
         variants["base"] = args.base
+    for spec in args.variant:
+        name, _, source = spec.partition("=")
+        if not name or not source:
+            parser.error(f"--variant wants NAME=SRC, got {spec!r}")
+        variants[name] = Path(source)
     run_dir = BENCH_DIR / "results" / "tail"
     run_dir.mkdir(parents=True, exist_ok=True)
     body = run_dir / "chat.json"
