@@ -16,6 +16,7 @@ import orjson
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from aistats_gateway.pipeline.billing import WalletBook
 from aistats_gateway.store.isolation import is_data_error, isolate
 from aistats_gateway.store.records import Charge, GenerationRecord
 from aistats_gateway.store.repositories import Store
@@ -66,6 +67,40 @@ def test_a_refused_record_is_set_aside_and_the_rest_of_its_batch_is_written(
         assert orjson.loads(line)["error"], "the database's reason is kept with the record"
 
     with_store(database_url, body)
+
+
+def test_a_refused_charge_leaves_the_unflushed_total_so_the_balance_is_the_databases(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Before, a refused record's charge stayed in the worker's "not yet written" total until it
+    restarted: its balance disagreed with the database (and with every other worker), and a
+    record retried later (``aistats-gateway spool retry-refused``) would have counted twice."""
+
+    async def body(store: Store) -> None:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000_000)
+        book = WalletBook()
+        book.load(await store.load_wallets())
+        writer = BatchedWriter(
+            store, on_flushed=book.flushed, on_refused=book.refused, spool=Spool(tmp_path / "spool", 10**7)
+        )
+        good = make_record(ws.id, cost=300)
+        bad = make_record(ws.id, cost=200, input_tokens=NO_COLUMN_HOLDS)
+        for record in (good, bad):
+            book.settle(book.reserve(ws.id, record.cost_nano), record.cost_nano)
+            writer.submit(record, charge_for(record))
+        assert book.snapshot(ws.id)["balance"] == 1_000_000 - 500
+        writer.start()
+        await wait_until(lambda: writer.idle)
+        await writer.stop()
+
+        assert writer.refused_total == 1
+        database = await store.get_wallet(ws.id)
+        assert database.balance_nano == 1_000_000 - 300
+        assert book.snapshot(ws.id)["balance"] == database.balance_nano, "the refused 200 is not held"
+        assert book.snapshot(ws.id)["available"] == database.balance_nano
+
+    with_store(sqlite_url, body)
 
 
 def test_a_refused_record_in_a_spool_segment_is_set_aside_and_the_segment_replayed(

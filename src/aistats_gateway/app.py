@@ -93,6 +93,7 @@ def build_state(
         on_flushed=wallets.flushed,
         spool=spool_for(settings.data_dir, settings.writer.spool_max_mb),
         spool_after_s=settings.writer.spool_after_s,
+        on_refused=wallets.refused,
     )
     metrics = Metrics(
         writer_depth=lambda: writer.queue_depth,

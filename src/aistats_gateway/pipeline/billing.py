@@ -166,6 +166,14 @@ class WalletBook:
             wallet.spent_total += charge.amount_nano
         self.epoch += 1
 
+    def refused(self, charges: Iterable[Charge]) -> None:
+        """The database refused ``charges`` (set aside by the writer): they leave ``unflushed``
+        without entering the DB balance, so this book agrees with the database and with what a
+        restart would load. With Redis the shared balance keeps them (it is not re-seeded)."""
+        for charge in charges:
+            self._wallet(charge.workspace_id).unflushed -= charge.amount_nano
+        self.epoch += 1
+
     def load(self, rows: Iterable[WalletRow]) -> None:
         """Adopt balances read from the database (the refresher checks ``epoch`` first)."""
         for row in rows:

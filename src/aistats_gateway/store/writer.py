@@ -81,6 +81,7 @@ class BatchedWriter:
         spool_after_s: float = 1.0,
         spool_after_records: int | None = None,
         restart_delay: float = _RESTART_DELAY_S,
+        on_refused: Callable[[list[Charge]], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -88,6 +89,7 @@ class BatchedWriter:
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._on_flushed = on_flushed
+        self._on_refused = on_refused
         self._retry_initial_delay = retry_initial_delay
         self._retry_max_delay = retry_max_delay
         self._drain_attempts = drain_attempts
@@ -309,7 +311,7 @@ class BatchedWriter:
             await self._write_items(batch)
             written = batch
         except Exception as exc:
-            apart = await self._write_apart(batch, exc)
+            apart = await self._write_apart(batch, exc, own=True)
             if apart is None:
                 self._queue.extendleft(reversed(batch))
                 self._in_flight = []
@@ -334,13 +336,14 @@ class BatchedWriter:
             [item[0] for item in items], [item[1] for item in items if item[1] is not None]
         )
 
-    async def _write_apart(self, items: list[ItemT], exc: Exception) -> list[ItemT] | None:
+    async def _write_apart(self, items: list[ItemT], exc: Exception, *, own: bool) -> list[ItemT] | None:
         """After ``items`` failed as one batch because of its data: write them in parts and set
         aside the records the database refuses on their own (store/isolation.py).
 
         Returns the items written, or None when the failure was not about the data, or a part
         failed for another reason meanwhile (the caller retries the whole batch later; parts
-        already written are written again idempotently).
+        already written are written again idempotently). ``own``: the items' charges are in this
+        process's unflushed total (records from its memory or its own spool).
         """
         if not is_data_error(exc):
             return None
@@ -358,6 +361,8 @@ class BatchedWriter:
                 found.written.append(item)
         if refused:
             await self._set_aside(refused, found.last_error or exc)
+            if own:
+                self._refused([item[1] for item in refused if item[1] is not None])
         return found.written
 
     async def _set_aside(self, refused: Sequence[_Item] | Sequence[SpooledItem], error: Exception) -> None:
@@ -374,7 +379,8 @@ class BatchedWriter:
             else:
                 logger.error(
                     "usage writer: the database refused %d record(s) on their own (%s): %s; the other "
-                    "records of the batch were written, these are kept in %s and not charged in the database",
+                    "records of the batch were written, these are kept in %s and not charged in the database "
+                    "(aistats-gateway spool retry-refused writes them once the cause is fixed)",
                     len(pairs),
                     reason,
                     ids,
@@ -405,7 +411,7 @@ class BatchedWriter:
             await self._write_items(contents.items)
             written = contents.items
         except Exception as exc:
-            apart = await self._write_apart(contents.items, exc)
+            apart = await self._write_apart(contents.items, exc, own=segment.own)
             if apart is None:
                 self._note_failure(exc, len(contents.items))
                 return False
@@ -467,6 +473,14 @@ class BatchedWriter:
                 )
         else:
             self._room.set()
+
+    def _refused(self, charges: list[Charge]) -> None:
+        """Refused charges leave the unflushed total: the database does not have them (yet)."""
+        if self._on_refused is not None and charges:
+            try:
+                self._on_refused(charges)
+            except Exception:
+                logger.exception("usage writer: on_refused callback failed")
 
     def _flushed(self, charges: list[Charge]) -> None:
         self.flush_count += 1
