@@ -1,4 +1,4 @@
-"""The ``aistats-gateway`` command line: serve, keys, workspaces, credits, ledger, models, migrate.
+"""The ``aistats-gateway`` command line: serve, keys, workspaces, credits, ledger, models, migrate, spool.
 
 Keys, workspaces, credits and the ledger export go through the service layer (services/), the
 same code the management API runs.
@@ -20,6 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from .bootstrap import DEFAULT_WORKSPACE, prepare_database
 from .byok.cli import add_byok_commands
 from .catalog import load_catalog
+from .cli_support import CommandError
+from .cli_support import print_json as _print_json
+from .cli_support import with_store as _with_store
 from .key_limits import KeyLimits
 from .keys import load_or_create_pepper
 from .money import format_usd
@@ -33,29 +36,12 @@ from .store.migrate import migrate
 from .store.reconcile import check_ledger
 from .store.records import ApiKeyRow, GrantOutcome, Workspace
 from .store.repositories import Store
+from .store.spool_cli import add_spool_commands
 from .store.sqlite_writer import SqliteWriterProcess
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as ``error: …`` with exit status 1."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
-
-
-async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[Any]]) -> Any:
-    store = Store(create_engine(settings.database_url))
-    try:
-        await migrate(store.engine)
-        await store.ensure_workspace(DEFAULT_WORKSPACE)
-        return await action(store)
-    finally:
-        await store.engine.dispose()
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 # --- serve ----------------------------------------------------------------------------------
@@ -555,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="ISO 8601 time or unix seconds (exclusive)")
     export.set_defaults(func=cmd_ledger_export)
     add_byok_commands(commands, common)
+    add_spool_commands(commands, common)
     return parser
 
 

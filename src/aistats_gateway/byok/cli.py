@@ -13,13 +13,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from ..bootstrap import DEFAULT_WORKSPACE
+from ..cli_support import print_json as _print_json
+from ..cli_support import with_store
 from ..settings import Settings, load_settings
 from ..store.credentials import CredentialConflict
-from ..store.db import create_engine
-from ..store.migrate import migrate
 from ..store.repositories import Store
 from .crypto import Keyring
 from .service import (
@@ -44,16 +42,7 @@ def _keyring(settings: Settings) -> Keyring:
 
 
 def _run(settings: Settings, action: Callable[[Store], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        store = Store(create_engine(settings.database_url))
-        try:
-            await migrate(store.engine)
-            await store.ensure_workspace(DEFAULT_WORKSPACE)
-            return await action(store)
-        finally:
-            await store.engine.dispose()
-
-    return asyncio.run(go())
+    return asyncio.run(with_store(settings, action))
 
 
 async def _workspace_id(store: Store, name_or_id: str) -> str:
@@ -63,10 +52,6 @@ async def _workspace_id(store: Store, name_or_id: str) -> str:
             f"no workspace named '{name_or_id}' (create it with: aistats-gateway workspaces create NAME)"
         )
     return workspace.id
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def _read_key(provider: str) -> str:

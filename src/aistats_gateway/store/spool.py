@@ -7,6 +7,7 @@ Layout under the spool root (``<data_dir>/spool``)::
       seg-00000001.jsonl append-only segments, one orjson object per line: {"r": record, "c": charge}
     refused/<ulid>.jsonl records the database refused on their own (:meth:`Spool.set_aside`),
                          same lines plus "error"; never replayed automatically, kept for a human
+                         (``aistats-gateway spool retry-refused``, store/spool_admin.py)
 
 Each append writes whole lines and fsyncs before returning, so a record reported as spooled
 survives a crash. A crash in the middle of an append can leave a torn last line; reading skips
@@ -193,7 +194,7 @@ class Spool:
             file.write(b"".join(lines))
             file.flush()
             os.fsync(file.fileno())
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return path
 
     def _open_segment(self) -> Segment:
@@ -203,7 +204,7 @@ class Spool:
         self._seq += 1
         path = directory / f"seg-{self._seq:08d}{SEGMENT_SUFFIX}"
         self._current_file = open(path, "ab")  # noqa: SIM115 (kept open across appends)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         self._current = Segment(path, own=True)
         return self._current
 
@@ -214,7 +215,7 @@ class Spool:
             self._lock = open(directory / _LOCK_NAME, "ab")  # noqa: SIM115 (held for the process's life)
             if fcntl is not None:
                 fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._dir = directory
         return self._dir
 
@@ -302,7 +303,7 @@ class Spool:
                 or directory in self._orphan_dirs
             ):
                 continue
-            lock = _try_lock(directory / _LOCK_NAME)
+            lock = try_lock(directory / _LOCK_NAME)
             if lock is None:
                 continue  # its writer is alive
             segments = sorted(directory.glob(f"seg-*{SEGMENT_SUFFIX}"))
@@ -354,13 +355,15 @@ class Spool:
         self._full = False
 
 
-def _try_lock(path: Path) -> IO[bytes] | None:
-    """The lock file opened and exclusively locked, or None when another process holds it."""
-    assert fcntl is not None
+def try_lock(path: Path) -> IO[bytes] | None:
+    """The lock file opened and exclusively locked, or None when another process holds it (or it
+    cannot be opened). Without ``flock`` (not POSIX) the file is opened but not locked."""
     try:
         handle = open(path, "ab")  # noqa: SIM115 (returned, held by the caller)
     except OSError:
         return None
+    if fcntl is None:  # pragma: no cover
+        return handle
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -369,7 +372,7 @@ def _try_lock(path: Path) -> IO[bytes] | None:
     return handle
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a new directory entry durable (POSIX); best effort elsewhere."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -383,8 +386,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def spool_root(data_dir: Path) -> Path:
+    """Where the spool of a data dir lives: ``<data_dir>/spool``."""
+    return Path(data_dir) / "spool"
+
+
 def spool_for(data_dir: Path, max_mb: int) -> Spool | None:
     """The spool under ``<data_dir>/spool`` bounded to ``max_mb`` MiB; None when ``max_mb`` is 0."""
     if max_mb <= 0:
         return None
-    return Spool(Path(data_dir) / "spool", max_mb * 1024 * 1024)
+    return Spool(spool_root(data_dir), max_mb * 1024 * 1024)
