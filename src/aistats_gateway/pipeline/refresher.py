@@ -2,7 +2,10 @@
 
 Every ``interval`` seconds one query loads the active keys and one loads the wallets. Wallet
 rows read while this process was flushing charges are dropped (they may or may not include
-that flush); the next round picks up a consistent view.
+that flush) and read again, up to :data:`WALLET_READS` times; after that the next round picks up
+a consistent view. Keys and wallets are applied together, after both reads: a key created after
+a grant (or a top-up) never becomes usable while this process still holds the balance from
+before the grant.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .billing import WalletBook
 
 log = logging.getLogger(__name__)
 
+# Wallet reads per round when charges are being flushed meanwhile (a flush takes milliseconds).
+WALLET_READS = 3
 _REMIND_EVERY_S = 30.0  # while the database stays down, one reminder this often (not every round)
 
 
@@ -64,15 +69,25 @@ class StateRefresher:
         self.last_success: float | None = None
 
     async def refresh(self) -> None:
-        """One round: keys, then wallets (skipped if a flush overlapped the read)."""
-        self._keys.replace(await self._store.load_api_keys())
+        """One round: read keys, then wallets, then apply both at once (see the module doc)."""
+        keys = await self._store.load_api_keys()
+        credentials = None
         if self._credentials is not None:  # BYOK keys (only when master keys are configured)
-            self._credentials.replace(await self._store.load_provider_credentials())
-        epoch = self._wallets.epoch
-        busy = self._wallets.flushing
-        rows = await self._store.load_wallets()
-        if not busy and not self._wallets.flushing and epoch == self._wallets.epoch:
-            self._wallets.load(rows)
+            credentials = await self._store.load_provider_credentials()
+        wallets = None
+        for _ in range(WALLET_READS):
+            epoch = self._wallets.epoch
+            busy = self._wallets.flushing
+            rows = await self._store.load_wallets()
+            if not busy and not self._wallets.flushing and epoch == self._wallets.epoch:
+                wallets = rows
+                break
+        # No await from here on: a request sees the new keys and the balances read after them.
+        self._keys.replace(keys)
+        if self._credentials is not None and credentials is not None:
+            self._credentials.replace(credentials)
+        if wallets is not None:
+            self._wallets.load(wallets)
         self.last_success = time.monotonic()
 
     async def _run(self) -> None:
