@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from results import OK, Cell, ProbeResult, SoakSample, TargetInfo, one_line
 from scenarios import Scenario
 
-TARGET_ORDER = ("direct", "nginx", "litellm", "gateway", "base")
+TARGET_ORDER = ("direct", "nginx", "litellm", "gateway", "gateway-otel", "base")
 
 HOW_TO_READ = """\
 **How to read.** Every target is pinned to core 0 (`taskset -c 0`); the nginx mock, wrk and the

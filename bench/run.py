@@ -60,6 +60,8 @@ REGRESSION_THRESHOLD = 0.25
 BASELINE_CELLS = ("chat-c64", "chat-stream-c16")
 MB = 1024 * 1024
 ALL_TARGETS = ("direct", "nginx", "litellm", "gateway")
+# Not in make bench: the gateway with OpenTelemetry traces on (--targets gateway,gateway-otel).
+OTEL_TARGET = "gateway-otel"
 NOISY_PCT = 10.0  # flag a cell when other processes took this much of the target's core
 
 
@@ -537,6 +539,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _span_exports(run_dir: Path) -> int:
+    """POSTs the mock took on its OTLP traces sink (one line each in its access log)."""
+    log_file = run_dir / "mock" / "traces.log"
+    return len(log_file.read_bytes().splitlines()) if log_file.exists() else 0
+
+
 def start_targets(
     procs: ProcessSet,
     names: Sequence[str],
@@ -562,6 +570,10 @@ def start_targets(
         elif name == "gateway":
             port, url = free_port(), database(name)
             started.append(tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, database_url=url))
+        elif name == OTEL_TARGET:  # traces on, every request sampled, spans exported to the mock
+            traces = {"AISTATS_OTEL_ENDPOINT": f"http://127.0.0.1:{mock_port}/v1/traces"}
+            started.append(tg.start_gateway(procs, run_dir, free_port(), mock_port, gateway_bin, name=name,
+                                            database_url=database(name), extra_env=traces))  # fmt: skip
         elif name == "base" and base is not None:
             port = free_port()
             target = tg.start_gateway(procs, run_dir, port, mock_port, gateway_bin, name="base", source=base,
@@ -644,10 +656,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 info.status, info.note = FAILED, f"exited during the run ({target.proc.popen.returncode})"
             elif target.proc is not None:
                 info.end_rss_mb = rss_bytes(target.proc.pid) / MB
+            if target.name == OTEL_TARGET and info.status == OK:
+                exports = _span_exports(run_dir)
+                info.note = f"{exports} OTLP exports reached the mock"
+                if not exports:
+                    info.status = FAILED
             infos.append(info)
 
     if not args.keep_data:  # hundreds of MB of usage records after a long run
-        for name in ("gateway", "base"):
+        for name in ("gateway", OTEL_TARGET, "base"):
             for path in (run_dir / name / "data").glob("gateway.db*"):
                 path.unlink()
     tables = [report.scenario_table(s, [c for (k, _), c in cells.items() if k == s.key]) for s in matrix]

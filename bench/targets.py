@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,13 +143,15 @@ def start_gateway(
     workers: int = 1,
     cores: str = str(TARGET_CORE),
     database_url: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Target:
     """A fresh gateway (new SQLite data dir), a key and credits for ``default``, one worker.
 
     ``workers`` and ``cores`` (a ``taskset`` list) are for the scale-out step. ``source`` runs
     the package from another checkout's ``src`` (``PYTHONPATH`` comes before the venv's editable
     install): the ``base`` target, an older commit measured in the same session.
-    ``database_url`` (a fresh, empty database) replaces the SQLite file.
+    ``database_url`` (a fresh, empty database) replaces the SQLite file; ``extra_env`` is added
+    to the gateway's environment (the ``gateway-otel`` target's trace exporter).
     """
     directory = run_dir / name
     shutil.rmtree(directory / "data", ignore_errors=True)
@@ -158,6 +161,7 @@ def start_gateway(
         env["AISTATS_DATABASE_URL"] = database_url
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    env.update(extra_env or {})
     created = orjson.loads(
         _gateway_cli(gateway_bin, conf, env, "keys", "create", "--json", "--name", "bench")
     )

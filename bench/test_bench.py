@@ -15,7 +15,7 @@ import configs
 from procs import cpu_seconds, process_tree, rss_bytes, wait_quiet
 from report import goals, scaling_goal, scaling_table
 from results import FAILED, OK, Cell, median_cell, one_line
-from run import HAND_MARKER, kept_by_hand, parse_args, rounds_for
+from run import HAND_MARKER, _span_exports, kept_by_hand, parse_args, rounds_for
 from scenarios import PROBE_SCENARIO, Scenario, full_matrix, load_expected
 from stream_probe import _HttpReader
 from validate import Invalid, check_answer, parse_sse
@@ -337,3 +337,10 @@ def test_postgres_for_bench_pins_the_server_to_the_load_core_and_puts_it_back() 
     for pid, cores in before.items():
         if pid in database.postgres_pids():
             assert os.sched_getaffinity(pid) == cores
+
+
+def test_the_traced_gateway_counts_its_span_exports_from_the_mocks_log(tmp_path: Path) -> None:
+    assert _span_exports(tmp_path) == 0, "no sink log: nothing reached it"
+    (tmp_path / "mock").mkdir()
+    (tmp_path / "mock" / "traces.log").write_text('127.0.0.1 - - "POST /v1/traces" 200\n' * 3)
+    assert _span_exports(tmp_path) == 3
