@@ -153,3 +153,27 @@ def test_a_database_outage_stops_the_retry_and_keeps_what_was_not_written(tmp_pa
     assert stopped is not None and stopped.outcomes[0].written == 1
     assert [decode_item(line)[0] for line in kept.read_bytes().splitlines()] == records[1:]
     assert not list((spool.root / REFUSED_DIR).glob(f".*{SEGMENT_SUFFIX}.tmp")), "no temporary file left"
+
+
+def test_retry_refused_on_either_database_writes_the_good_record_and_keeps_the_refused_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The retry's own path (SQLAlchemy's write_batch, the data-error test) on Postgres too."""
+
+    async def body(store: Store) -> tuple[int, int]:
+        ws = await store.ensure_workspace("default")
+        await store.grant_credits(ws.id, 1_000)
+        spool = Spool(tmp_path / "spool", 10**7)
+        good = make_record(ws.id, cost=7)
+        bad = make_record(ws.id, cost=3, output_tokens=NO_COLUMN_HOLDS)
+        kept = spool.set_aside([(bad, charge_for(bad)), (good, charge_for(good))], "earlier")
+        (outcome,) = await retry_refused(store, spool.root)
+        assert (outcome.written, outcome.still_refused, outcome.removed) == (1, 1, False)
+        assert await store.get_generation(good.id) == good and await store.get_generation(bad.id) is None
+        assert [decode_item(line)[0] for line in kept.read_bytes().splitlines()] == [bad]
+        (again,) = await retry_refused(store, spool.root)
+        assert (again.written, again.still_refused) == (0, 1)
+        wallet = await store.get_wallet(ws.id)
+        return wallet.balance_nano, wallet.spent_total_nano
+
+    assert with_store(database_url, body) == (1_000 - 7, 7), "charged once, the refused one not at all"
