@@ -43,6 +43,7 @@ class HealthEndpoint:
             "writer_queue": writer.queue_depth,
             "spooled_records": spooled_records,
             "spooled_bytes": spooled_bytes,
+            "refused_records": writer.refused_total,  # set aside since start (spool status)
         }
         return json_response(body, status=200 if ready else 503)
 
