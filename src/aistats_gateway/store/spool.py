@@ -47,8 +47,9 @@ SEGMENT_SUFFIX = ".jsonl"
 REFUSED_DIR = "refused"
 QUARANTINE_SUFFIX = ".bad"  # a segment with a corrupt line in its middle is kept, renamed, for a human
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
-_OWNER_PREFIX = "w-"
+OWNER_PREFIX = "w-"  # a writer's folder: w-<ulid>
 _LOCK_NAME = "lock"
+SEGMENT_GLOB = f"seg-*{SEGMENT_SUFFIX}"  # a writer folder's segments
 _GENERATION_FIELDS = frozenset(GenerationRecord.__dataclass_fields__)
 
 SpooledItem = tuple[GenerationRecord, Charge | None]
@@ -210,7 +211,7 @@ class Spool:
 
     def _own_dir(self) -> Path:
         if self._dir is None:
-            directory = self.root / f"{_OWNER_PREFIX}{new_ulid()}"
+            directory = self.root / f"{OWNER_PREFIX}{new_ulid()}"
             directory.mkdir(parents=True)
             self._lock = open(directory / _LOCK_NAME, "ab")  # noqa: SIM115 (held for the process's life)
             if fcntl is not None:
@@ -298,7 +299,7 @@ class Spool:
         for directory in sorted(self.root.iterdir()):
             if (
                 not directory.is_dir()
-                or not directory.name.startswith(_OWNER_PREFIX)
+                or not directory.name.startswith(OWNER_PREFIX)
                 or directory == self._dir
                 or directory in self._orphan_dirs
             ):
@@ -306,7 +307,7 @@ class Spool:
             lock = try_lock(directory / _LOCK_NAME)
             if lock is None:
                 continue  # its writer is alive
-            segments = sorted(directory.glob(f"seg-*{SEGMENT_SUFFIX}"))
+            segments = sorted(directory.glob(SEGMENT_GLOB))
             self._orphan_dirs[directory] = lock
             for path in segments:
                 self._orphans.append(Segment(path, own=False, size=path.stat().st_size))

@@ -23,8 +23,10 @@ import orjson
 from .isolation import is_data_error
 from .repositories import Store
 from .spool import (
+    OWNER_PREFIX,
     QUARANTINE_SUFFIX,
     REFUSED_DIR,
+    SEGMENT_GLOB,
     SEGMENT_SUFFIX,
     decode_item,
     fsync_dir,
@@ -32,7 +34,6 @@ from .spool import (
     try_lock,
 )
 
-_OWNER_GLOB = "w-*"
 _RETRY_LOCK = ".retry.lock"
 
 
@@ -87,11 +88,11 @@ def spool_report(root: Path) -> SpoolReport:
     report = SpoolReport(root)
     if not root.is_dir():
         return report
-    for folder in sorted(root.glob(_OWNER_GLOB)):
+    for folder in sorted(root.glob(f"{OWNER_PREFIX}*")):
         if not folder.is_dir():
             continue
         report.writer_folders += 1
-        for segment in sorted(folder.glob(f"seg-*{SEGMENT_SUFFIX}")):
+        for segment in sorted(folder.glob(SEGMENT_GLOB)):
             with contextlib.suppress(FileNotFoundError):  # replayed meanwhile
                 data = segment.read_bytes()
                 report.pending_segments += 1

@@ -476,19 +476,12 @@ class BatchedWriter:
 
     def _refused(self, charges: list[Charge]) -> None:
         """Refused charges leave the unflushed total: the database does not have them (yet)."""
-        if self._on_refused is not None and charges:
-            try:
-                self._on_refused(charges)
-            except Exception:
-                logger.exception("usage writer: on_refused callback failed")
+        if charges:
+            _notify(self._on_refused, charges, "on_refused")
 
     def _flushed(self, charges: list[Charge]) -> None:
         self.flush_count += 1
-        if self._on_flushed is not None:
-            try:
-                self._on_flushed(charges)
-            except Exception:
-                logger.exception("usage writer: on_flushed callback failed")
+        _notify(self._on_flushed, charges, "on_flushed")
 
     # -- outages ------------------------------------------------------------------------------
 
@@ -570,3 +563,13 @@ class BatchedWriter:
             len(self._queue) >= self._spool_after_records
             or time.monotonic() - self._failing_since >= self._spool_after_s
         )
+
+
+def _notify(callback: Callable[[list[Charge]], None] | None, charges: list[Charge], name: str) -> None:
+    """Tell the wallet book about ``charges``; a failing callback is logged, never fatal here."""
+    if callback is None:
+        return
+    try:
+        callback(charges)
+    except Exception:
+        logger.exception("usage writer: %s callback failed", name)
